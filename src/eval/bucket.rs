@@ -1,0 +1,115 @@
+//! The MD5 bucketing formulas of SPEC §3, bit-for-bit those of the Python evaluator.
+//!
+//! `h(s)` is the first four bytes of `MD5(utf8(s))` read as a little-endian `u32`.
+//! Every string hashed here has the shape `"{id}{suffix}"`, where the suffix
+//! (`":{flag_key}"`, `":{flag_key}_variant"`, `":{flag_key}:{rule_id}"`) is built once
+//! when the flag is compiled, so a bucket costs one MD5 and no heap allocation.
+
+use md5::{Digest, Md5};
+
+/// Largest `"{id}{suffix}"` hashed from a stack buffer; longer inputs (ids up to the
+/// 1 KiB request limit) are streamed into the hasher instead, with the same result.
+const STACK_BYTES: usize = 192;
+
+/// The divisor of the variant formula: `h / 4294967295.0`, exactly as in Python.
+const MAX_HASH: f64 = 4_294_967_295.0;
+
+/// `h("{id}{suffix}")`: the first four bytes of the MD5 digest as a little-endian u32.
+pub fn hash(id: &str, suffix: &[u8]) -> u32 {
+    let id = id.as_bytes();
+    let digest = if id.len() + suffix.len() <= STACK_BYTES {
+        // One contiguous block: the cheapest way through the hasher.
+        let mut buf = [0u8; STACK_BYTES];
+        buf[..id.len()].copy_from_slice(id);
+        buf[id.len()..id.len() + suffix.len()].copy_from_slice(suffix);
+        Md5::digest(&buf[..id.len() + suffix.len()])
+    } else {
+        let mut hasher = Md5::new();
+        hasher.update(id);
+        hasher.update(suffix);
+        hasher.finalize()
+    };
+    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// The rollout bucket, `h("{id}:{flag_key}") % 100`, in `0..100`.
+pub fn rollout_bucket(id: &str, suffix: &[u8]) -> u32 {
+    hash(id, suffix) % 100
+}
+
+/// Whether `id` is inside a rollout of `percentage` (SPEC §3): `<= 0` is nobody,
+/// `>= 100` everybody (no hash is computed for either), else `bucket < percentage`
+/// compared as a number, so 50.5 admits buckets 0–50 as Python did.
+pub fn in_rollout(percentage: f64, id: &str, suffix: &[u8]) -> bool {
+    if percentage <= 0.0 {
+        return false;
+    }
+    if percentage >= 100.0 {
+        return true;
+    }
+    f64::from(rollout_bucket(id, suffix)) < percentage
+}
+
+/// The variant point `h("{id}:{flag_key}_variant") / 4294967295.0`, in `[0, 1]`.
+pub fn variant_point(id: &str, suffix: &[u8]) -> f64 {
+    f64::from(hash(id, suffix)) / MAX_HASH
+}
+
+/// The suffix appended to an id for a flag's rollout bucket: `":{flag_key}"`.
+pub fn rollout_suffix(flag_key: &str) -> Box<[u8]> {
+    format!(":{flag_key}").into_bytes().into_boxed_slice()
+}
+
+/// The suffix for a flag's variant point: `":{flag_key}_variant"`.
+pub fn variant_suffix(flag_key: &str) -> Box<[u8]> {
+    format!(":{flag_key}_variant").into_bytes().into_boxed_slice()
+}
+
+/// The suffix for a `serve.rollout_percentage`: `":{flag_key}:{rule_id}"`
+/// (`rule_id` is `target` for a `targets` entry).
+pub fn serve_suffix(flag_key: &str, rule_id: &str) -> Box<[u8]> {
+    format!(":{flag_key}:{rule_id}").into_bytes().into_boxed_slice()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_vector_from_the_spec() {
+        // SPEC §3: must hold forever.
+        assert_eq!(rollout_bucket("user-123", &rollout_suffix("my-flag")), 59);
+    }
+
+    #[test]
+    fn stack_and_streamed_paths_agree() {
+        let long_id = "u".repeat(STACK_BYTES * 3);
+        let suffix = rollout_suffix("my-flag");
+        let mut hasher = Md5::new();
+        hasher.update(format!("{long_id}:my-flag").as_bytes());
+        let d = hasher.finalize();
+        assert_eq!(hash(&long_id, &suffix), u32::from_le_bytes([d[0], d[1], d[2], d[3]]));
+        // Exactly at the boundary, and one byte over it.
+        for extra in [0, 1] {
+            let id = "x".repeat(STACK_BYTES - suffix.len() + extra);
+            let d = Md5::digest(format!("{id}:my-flag").as_bytes());
+            assert_eq!(hash(&id, &suffix), u32::from_le_bytes([d[0], d[1], d[2], d[3]]));
+        }
+    }
+
+    #[test]
+    fn rollout_edges_need_no_hash() {
+        assert!(!in_rollout(0.0, "anyone", b":f"));
+        assert!(!in_rollout(-5.0, "anyone", b":f"));
+        assert!(in_rollout(100.0, "anyone", b":f"));
+    }
+
+    #[test]
+    fn fractional_percentage_admits_the_partial_bucket() {
+        // bucket 59 is in at 59.5 and out at 59.
+        let s = rollout_suffix("my-flag");
+        assert!(in_rollout(59.5, "user-123", &s));
+        assert!(!in_rollout(59.0, "user-123", &s));
+        assert!(in_rollout(60.0, "user-123", &s));
+    }
+}

@@ -1,0 +1,455 @@
+//! The pure evaluator: SPEC §2 in order, over compiled flags.
+//!
+//! No I/O, no async, no clock: the caller passes the user, the context and the time.
+//! Evaluation never fails with `Err` — a malformed flag, a missing user id or an
+//! unknown prerequisite are outcomes ([`Evaluation::error`]), exactly like LaunchDarkly's
+//! `Reason::Error`. Nothing is parsed or formatted on the way; a hash costs one MD5.
+
+pub mod bucket;
+mod rules;
+mod source;
+
+pub use source::{FlagSet, FlagSource, NoFlags};
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+
+use crate::flag::{CompiledFlag, FlagBody, Prerequisite, Serve, Variant, MAX_PREREQUISITE_DEPTH};
+
+/// Who is asking, with what context, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalInput<'c> {
+    /// The user id (OFREP `targetingKey`); `None` or blank when the caller sent none.
+    pub user_id: Option<&'c str>,
+    /// Top-level context attributes.
+    pub context: &'c Map<String, Value>,
+    /// Evaluation time in epoch seconds: the value of the `now` attribute unless the
+    /// context sets one.
+    pub now: f64,
+}
+
+/// The native reason of SPEC §2 (the strings the Python service returned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The master switch is off.
+    FlagDisabled,
+    /// A prerequisite did not evaluate as required.
+    PrerequisiteFailed,
+    /// An entry of `targets` listed the user.
+    TargetMatch,
+    /// A `rules` entry matched.
+    RuleMatch,
+    /// `targeting_rules` did not all match.
+    TargetingRulesNotMet,
+    /// The user is outside the rollout.
+    NotInRollout,
+    /// On.
+    Enabled,
+    /// No such flag.
+    FlagNotFound,
+    /// The evaluation failed; see [`Evaluation::error`].
+    Error,
+}
+
+impl Reason {
+    /// The wire string, as the Python service spelled it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::FlagDisabled => "flag_disabled",
+            Reason::PrerequisiteFailed => "prerequisite_failed",
+            Reason::TargetMatch => "target_match",
+            Reason::RuleMatch => "rule_match",
+            Reason::TargetingRulesNotMet => "targeting_rules_not_met",
+            Reason::NotInRollout => "not_in_rollout",
+            Reason::Enabled => "enabled",
+            Reason::FlagNotFound => "flag_not_found",
+            Reason::Error => "error",
+        }
+    }
+}
+
+/// OFREP error codes (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The flag does not exist.
+    FlagNotFound,
+    /// The flag document is malformed.
+    ParseError,
+    /// The flag needs a user id and none was given.
+    TargetingKeyMissing,
+    /// The context is unusable.
+    InvalidContext,
+    /// Anything else (the store is down and nothing is cached).
+    General,
+}
+
+impl ErrorCode {
+    /// The OFREP spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+            ErrorCode::InvalidContext => "INVALID_CONTEXT",
+            ErrorCode::General => "GENERAL",
+        }
+    }
+}
+
+/// Why an evaluation failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalError<'a> {
+    /// The OFREP code.
+    pub code: ErrorCode,
+    /// A message for humans, naming the problem (never a user id or context value).
+    pub message: Cow<'a, str>,
+    /// A prerequisite cycle or over-deep chain, which makes every flag above it malformed.
+    broken_chain: bool,
+}
+
+impl<'a> EvalError<'a> {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'a, str>>) -> Self {
+        EvalError { code, message: message.into(), broken_chain: false }
+    }
+}
+
+/// The result of evaluating one flag for one user.
+#[derive(Debug, Clone)]
+pub struct Evaluation<'a> {
+    /// The flag key asked for.
+    pub key: &'a str,
+    /// The flag, when it exists (also when malformed: it carries `flag_id`/`version`).
+    pub flag: Option<&'a CompiledFlag>,
+    /// Whether the flag is on for this user.
+    pub enabled: bool,
+    /// The native reason.
+    pub reason: Reason,
+    /// The variant served, if any.
+    pub variant: Option<&'a Variant>,
+    /// The `rules` entry (or `target`) that decided, if any.
+    pub rule_id: Option<&'a str>,
+    /// Set when `reason` is [`Reason::Error`] or [`Reason::FlagNotFound`].
+    pub error: Option<EvalError<'a>>,
+    /// `targeting_rules` matched on the way to this result.
+    pub targeting_matched: bool,
+    /// A hash (rollout or split) decided this result.
+    pub bucketed: bool,
+}
+
+/// The OFREP value of an evaluation (SPEC §4 mapping).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FlagValue<'a> {
+    /// A boolean flag: `enabled`.
+    Bool(bool),
+    /// A variant's `value` (or `payload`).
+    Json(&'a Value),
+    /// A variant without a value: its key.
+    Key(&'a str),
+}
+
+impl<'a> Evaluation<'a> {
+    /// An evaluation of a flag that does not exist.
+    pub fn not_found(key: &'a str) -> Self {
+        let error = EvalError::new(ErrorCode::FlagNotFound, "flag not found");
+        Evaluation { reason: Reason::FlagNotFound, error: Some(error), ..Self::off(key, None, Reason::FlagNotFound) }
+    }
+
+    /// An evaluation that failed with `error`.
+    pub fn failed(key: &'a str, flag: Option<&'a CompiledFlag>, error: EvalError<'a>) -> Self {
+        Evaluation { error: Some(error), ..Self::off(key, flag, Reason::Error) }
+    }
+
+    fn off(key: &'a str, flag: Option<&'a CompiledFlag>, reason: Reason) -> Self {
+        Evaluation {
+            key,
+            flag,
+            enabled: false,
+            reason,
+            variant: None,
+            rule_id: None,
+            error: None,
+            targeting_matched: false,
+            bucketed: false,
+        }
+    }
+
+    /// The flag id (the key when the flag is unknown).
+    pub fn flag_id(&self) -> &'a str {
+        self.flag.map_or(self.key, CompiledFlag::flag_id)
+    }
+
+    /// The flag version (0 when the flag is unknown).
+    pub fn version(&self) -> u64 {
+        self.flag.map_or(0, CompiledFlag::version)
+    }
+
+    /// The variant key served, if any.
+    pub fn variant_key(&self) -> Option<&'a str> {
+        self.variant.map(Variant::key)
+    }
+
+    /// The OFREP value: `enabled` for a boolean flag; the variant's value, else its key,
+    /// for a multivariate one; nothing when no variant was served or on error.
+    pub fn value(&self) -> Option<FlagValue<'a>> {
+        if self.error.is_some() {
+            return None;
+        }
+        let flag = self.flag?;
+        if !flag.is_multivariate() {
+            return Some(FlagValue::Bool(self.enabled));
+        }
+        let variant = self.variant?;
+        Some(variant.value().map_or(FlagValue::Key(variant.key()), FlagValue::Json))
+    }
+
+    /// The OFREP variant: `on`/`off` for a boolean flag, else the variant key.
+    pub fn ofrep_variant(&self) -> Option<&'a str> {
+        match self.value()? {
+            FlagValue::Bool(true) => Some("on"),
+            FlagValue::Bool(false) => Some("off"),
+            _ => self.variant_key(),
+        }
+    }
+}
+
+/// Longest chain of flags held while following prerequisites (the root plus depth).
+const CHAIN: usize = MAX_PREREQUISITE_DEPTH + 1;
+
+/// Evaluates flags for one user and context, sharing both across many flags and
+/// memoising prerequisite outcomes within the call (a batch is one `Evaluator`).
+pub struct Evaluator<'a, 'c, S: ?Sized> {
+    input: EvalInput<'c>,
+    source: &'a S,
+    /// Prerequisite key → (enabled, variant), for outcomes that do not depend on the
+    /// chain they were reached through. Batches have few prerequisites: a Vec is fastest.
+    memo: Vec<(&'a str, bool, Option<&'a str>)>,
+}
+
+impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
+    /// An evaluator for `input`; prerequisites are looked up in `source`.
+    pub fn new(input: EvalInput<'c>, source: &'a S) -> Self {
+        Evaluator { input, source, memo: Vec::new() }
+    }
+
+    /// Evaluates the flag stored under `key` in the source (or `flag_not_found`).
+    pub fn evaluate_key(&mut self, key: &'a str) -> Evaluation<'a> {
+        match self.source.flag(key) {
+            Some(flag) => self.evaluate(flag),
+            None => Evaluation::not_found(key),
+        }
+    }
+
+    /// Evaluates one flag.
+    pub fn evaluate(&mut self, flag: &'a CompiledFlag) -> Evaluation<'a> {
+        let mut chain = Chain { keys: [""; CHAIN], len: 1 };
+        chain.keys[0] = flag.key();
+        self.eval_flag(flag, &mut chain)
+    }
+
+    fn eval_flag(&mut self, flag: &'a CompiledFlag, chain: &mut Chain<'a>) -> Evaluation<'a> {
+        let key = flag.key();
+        let body = match flag.body() {
+            Ok(body) => body,
+            Err(message) => return Evaluation::failed(key, Some(flag), EvalError::new(ErrorCode::ParseError, message)),
+        };
+        let mut result = Evaluation::off(key, Some(flag), Reason::FlagDisabled);
+        if !body.enabled {
+            return result;
+        }
+        for prerequisite in body.prerequisites.iter() {
+            match self.prerequisite_holds(prerequisite, chain) {
+                Ok(true) => {}
+                Ok(false) => {
+                    result.reason = Reason::PrerequisiteFailed;
+                    return result;
+                }
+                Err(error) => return Evaluation::failed(key, Some(flag), error),
+            }
+        }
+        match self.decide(body, &mut result) {
+            Ok(()) => result,
+            Err(error) => Evaluation::failed(key, Some(flag), error),
+        }
+    }
+
+    /// Steps 4–8 of SPEC §2, writing into `out` (which starts as "off").
+    fn decide(&self, body: &'a FlagBody, out: &mut Evaluation<'a>) -> Result<(), EvalError<'a>> {
+        let context = self.input.context;
+        if !body.targets.is_empty() {
+            let user = self.user_id()?;
+            if let Some(&i) = body.target_index.get(user) {
+                return self.serve(body, &body.targets[i], Reason::TargetMatch, out);
+            }
+        }
+        if let Some(rule) = body.rules.iter().find(|r| rules::all_match(&r.clauses, context, self.input.now)) {
+            return self.serve(body, &rule.serve, Reason::RuleMatch, out);
+        }
+        if !body.targeting_rules.is_empty() {
+            // Python: a non-empty rule list never matches an empty or absent context.
+            if context.is_empty() || !rules::all_match(&body.targeting_rules, context, self.input.now) {
+                out.reason = Reason::TargetingRulesNotMet;
+                return Ok(());
+            }
+            out.targeting_matched = true;
+        }
+        if body.rollout < 100.0 {
+            // 0 % needs no hash (and no user); anything between is a split.
+            let admitted = body.rollout > 0.0 && {
+                out.bucketed = true;
+                bucket::in_rollout(body.rollout, self.bucket_id(body)?.as_str(), &body.rollout_suffix)
+            };
+            if !admitted {
+                out.reason = Reason::NotInRollout;
+                return Ok(());
+            }
+        }
+        out.enabled = true;
+        out.reason = Reason::Enabled;
+        out.variant = self.split(body, out)?;
+        Ok(())
+    }
+
+    /// A target's or rule's `serve`.
+    fn serve(
+        &self,
+        body: &'a FlagBody,
+        serve: &'a Serve,
+        reason: Reason,
+        out: &mut Evaluation<'a>,
+    ) -> Result<(), EvalError<'a>> {
+        out.reason = reason;
+        out.rule_id = Some(&serve.id);
+        if !serve.enabled {
+            return Ok(());
+        }
+        if let Some((percentage, suffix)) = &serve.rollout {
+            out.bucketed = *percentage > 0.0 && *percentage < 100.0;
+            if !bucket::in_rollout(*percentage, self.bucket_id(body)?.as_str(), suffix) {
+                return Ok(());
+            }
+        }
+        out.enabled = true;
+        out.variant = match serve.variant {
+            Some(i) => Some(&body.variants[i]),
+            None => self.split(body, out)?,
+        };
+        Ok(())
+    }
+
+    /// The variant split of SPEC §3, then Python's `variant or default_variant`.
+    fn split(&self, body: &'a FlagBody, out: &mut Evaluation<'a>) -> Result<Option<&'a Variant>, EvalError<'a>> {
+        let chosen = match &*body.variants {
+            [] => return Ok(None),
+            // One variant is served whatever the hash says (the walk falls back to the last).
+            [only] => only,
+            variants => {
+                out.bucketed = true;
+                let point = bucket::variant_point(self.bucket_id(body)?.as_str(), &body.variant_suffix);
+                variants.iter().find(|v| point < v.cumulative).unwrap_or(&variants[variants.len() - 1])
+            }
+        };
+        Ok(if chosen.key.is_empty() { body.default_variant.map(|i| &body.variants[i]) } else { Some(chosen) })
+    }
+
+    fn user_id(&self) -> Result<&'c str, EvalError<'a>> {
+        match self.input.user_id {
+            Some(id) if !id.trim().is_empty() => Ok(id),
+            _ => Err(EvalError::new(
+                ErrorCode::TargetingKeyMissing,
+                "this flag needs a user id (targetingKey) and none was given",
+            )),
+        }
+    }
+
+    /// The id hashed for buckets: the `bucket_by` attribute's string form, else the user id.
+    fn bucket_id(&self, body: &FlagBody) -> Result<BucketId<'c>, EvalError<'a>> {
+        if let Some(attribute) = &body.bucket_by {
+            if let Some(id) = self.input.context.get(&**attribute).and_then(BucketId::of) {
+                return Ok(id);
+            }
+        }
+        self.user_id().map(BucketId::Str)
+    }
+
+    fn prerequisite_holds(&mut self, p: &'a Prerequisite, chain: &mut Chain<'a>) -> Result<bool, EvalError<'a>> {
+        let key: &'a str = &p.key;
+        let (enabled, variant) = match self.memo.iter().find(|m| m.0 == key) {
+            Some(&(_, enabled, variant)) => (enabled, variant),
+            None => {
+                if chain.keys[..chain.len].contains(&key) {
+                    return Err(chain.broken(key, "prerequisite cycle"));
+                }
+                if chain.len > MAX_PREREQUISITE_DEPTH {
+                    return Err(chain.broken(key, "prerequisite chain deeper than 8"));
+                }
+                let Some(flag) = self.source.flag(key) else {
+                    return Ok(false); // a missing prerequisite fails it
+                };
+                chain.keys[chain.len] = key;
+                chain.len += 1;
+                let result = self.eval_flag(flag, chain);
+                chain.len -= 1;
+                match result.error {
+                    Some(e) if e.broken_chain || e.code == ErrorCode::TargetingKeyMissing => return Err(e),
+                    Some(_) => return Ok(false),
+                    None => {
+                        self.memo.push((key, result.enabled, result.variant_key()));
+                        (result.enabled, result.variant_key())
+                    }
+                }
+            }
+        };
+        Ok(enabled == p.enabled && p.variant.as_deref().is_none_or(|want| variant == Some(want)))
+    }
+}
+
+/// The chain of flags being evaluated through prerequisites (no heap: depth ≤ 8).
+struct Chain<'a> {
+    keys: [&'a str; CHAIN],
+    len: usize,
+}
+
+impl<'a> Chain<'a> {
+    fn broken(&self, next: &str, what: &str) -> EvalError<'a> {
+        let path: Vec<&str> = self.keys[..self.len].iter().copied().chain([next]).collect();
+        let mut error = EvalError::new(ErrorCode::ParseError, format!("{what}: {}", path.join(" → ")));
+        error.broken_chain = true;
+        error
+    }
+}
+
+/// The string hashed for a bucket, borrowed when it already is a string.
+enum BucketId<'c> {
+    Str(&'c str),
+    /// A number or boolean attribute, written out (serde_json's form, at most 24 bytes).
+    Owned([u8; 32], usize),
+}
+
+impl<'c> BucketId<'c> {
+    fn of(value: &'c Value) -> Option<Self> {
+        use std::io::Write;
+        let mut buf = [0u8; 32];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        match value {
+            Value::String(s) if !s.is_empty() => return Some(BucketId::Str(s)),
+            Value::Number(n) => write!(cursor, "{n}").ok()?,
+            Value::Bool(b) => write!(cursor, "{b}").ok()?,
+            _ => return None,
+        }
+        let len = cursor.position() as usize;
+        Some(BucketId::Owned(buf, len))
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            BucketId::Str(s) => s,
+            // Only ASCII digits, signs, '.', 'e' and letters of true/false are written.
+            BucketId::Owned(buf, len) => std::str::from_utf8(&buf[..*len]).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
