@@ -1,0 +1,5 @@
+//! Shared integration-test harness.
+#![allow(dead_code)] // each test binary uses a different part of it
+
+pub mod moto;
+pub mod proxy;

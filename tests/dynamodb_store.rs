@@ -1,0 +1,502 @@
+//! `DynamoDbStore` against a real DynamoDB wire-protocol server (moto), with items
+//! written by boto3 exactly as the Python service wrote them, real SDK calls counted by
+//! an SDK interceptor, and faults injected by a proxy the real SDK talks through.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{KeyType, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use common::moto::{sdk_config_for, unique_name, Moto};
+use common::proxy::Proxy;
+use flagfn::eval::{bucket, EvalInput, Evaluator, FlagSet, NoFlags};
+use flagfn::flag::CompiledFlag;
+use flagfn::store::{DynamoDbStore, FlagStore, StoreError};
+use serde_json::{json, Map, Value};
+
+const BATCH_GET: &str = "DynamoDB_20120810.BatchGetItem";
+
+/// One moto for the tests that share it, killed when the last of them finishes (a
+/// `static` would never be dropped and would leak the process).
+fn shared_moto() -> Arc<Moto> {
+    static SHARED: Mutex<Weak<Moto>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(moto) = shared.upgrade() {
+        return moto;
+    }
+    let moto = Arc::new(Moto::start());
+    *shared = Arc::downgrade(&moto);
+    moto
+}
+
+/// Counts the DynamoDB operations a client really executes, by name, from inside the
+/// SDK (once per operation, not per retry attempt, when its request is built).
+#[derive(Debug, Clone, Default)]
+struct Operations(Arc<Mutex<BTreeMap<String, usize>>>);
+
+impl Operations {
+    fn snapshot(&self) -> BTreeMap<String, usize> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn count(&self, operation: &str) -> usize {
+        self.snapshot().get(operation).copied().unwrap_or(0)
+    }
+}
+
+impl Intercept for Operations {
+    fn name(&self) -> &'static str {
+        "OperationCounter"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let name = cfg.load::<Metadata>().map_or("unknown", Metadata::name).to_owned();
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner).entry(name).or_default() += 1;
+        Ok(())
+    }
+}
+
+/// A client for `endpoint` with `operations` counting its calls. Retries are few and
+/// quick and timeouts short, so a dead server fails a test in seconds, not minutes.
+async fn client(endpoint: &str, operations: &Operations) -> Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config_for(endpoint).await)
+        .interceptor(operations.clone())
+        .retry_config(
+            aws_smithy_types::retry::RetryConfig::standard()
+                .with_max_attempts(2)
+                .with_initial_backoff(Duration::from_millis(10)),
+        )
+        .timeout_config(
+            aws_smithy_types::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
+async fn create_table(client: &Client, table: &str) {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, ScalarAttributeType};
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(KeySchemaElement::builder().attribute_name("key").key_type(KeyType::Hash).build().unwrap())
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("key")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("CreateTable");
+}
+
+/// Bulk writes with the Rust SDK (`BatchWriteItem`, 25 per call), for tests about
+/// volume rather than item shape.
+async fn put_flags(client: &Client, table: &str, flags: &[Value]) {
+    for chunk in flags.chunks(25) {
+        let requests = chunk
+            .iter()
+            .map(|flag| {
+                let item = serde_dynamo::to_item(flag).expect("flag as item");
+                WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item)).build().unwrap()).build()
+            })
+            .collect();
+        let output = client.batch_write_item().request_items(table, requests).send().await.expect("BatchWriteItem");
+        assert!(output.unprocessed_items.unwrap_or_default().is_empty(), "moto left writes unprocessed");
+    }
+}
+
+/// Writes `flags` with boto3 (`Table.put_item`, numbers loaded as `Decimal`), as the
+/// Python service did.
+fn seed_with_boto3(endpoint: &str, table: &str, flags: &Value) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = Command::new(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/tests/support/seed_dynamodb.py"))
+        .args(["--endpoint", endpoint, "--table", table, "--create"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run .venv/bin/python (run `make venv`)");
+    let stdin = child.stdin.take().expect("stdin");
+    serde_json::to_writer(stdin, flags).expect("flags to the seeder");
+    let output = child.wait_with_output().expect("seeder");
+    assert!(output.status.success(), "seed_dynamodb.py failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+fn keys_of(flags: &[Arc<CompiledFlag>]) -> Vec<String> {
+    let mut keys: Vec<String> = flags.iter().map(|f| f.key().to_owned()).collect();
+    keys.sort();
+    keys
+}
+
+fn numbered(count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| json!({"key": format!("flag-{i:03}"), "enabled": i % 2 == 0, "rollout_percentage": 100, "version": i}))
+        .collect()
+}
+
+/// Flags in the Python service's shape: `Decimal` fractions, `100.0`, lists of maps,
+/// nested payloads, booleans, a `version`, extra fields the evaluator ignores.
+fn service_flags() -> Value {
+    json!([
+        {
+            "key": "checkout-redesign", "flag_id": "flag-7f3a", "enabled": true, "rollout_percentage": 100.0,
+            "version": 3, "description": "New checkout", "created_at": "2024-03-01T12:00:00Z",
+            "targeting_rules": [
+                {"attribute": "plan_level", "operator": "equals", "value": 2},
+                {"attribute": "beta", "operator": "equals", "value": true},
+                {"attribute": "country", "operator": "in", "value": ["DE", "FR"]}
+            ],
+            "variants": [
+                {"key": "control", "allocation": 0.5,
+                 "payload": {"layout": "classic", "limits": {"items": 10, "ratio": 0.25}, "tags": ["a", "b"], "new": false}},
+                {"key": "treatment", "allocation": 0.5,
+                 "payload": {"layout": "wide", "limits": {"items": 25, "ratio": 0.75}, "tags": [], "new": true}}
+            ],
+            "default_variant": "control"
+        },
+        {"key": "kill-switch", "enabled": false, "rollout_percentage": 100, "version": 12},
+        {"key": "needs-treatment", "enabled": true, "rollout_percentage": 100,
+         "prerequisites": [{"key": "checkout-redesign", "variant": "treatment"}]},
+        {"key": "broken", "enabled": true, "rollout_percentage": 100,
+         "targeting_rules": [{"attribute": "plan", "operator": "resembles", "value": "pro"}]}
+    ])
+}
+
+/// The golden evaluations (expected results computed by the Python formulas), one flag
+/// document per key.
+fn golden_cases() -> (Vec<Value>, Vec<Value>) {
+    let fixture: Value = serde_json::from_str(include_str!("fixtures/golden.json")).expect("golden.json");
+    let cases = fixture["evaluations"].as_array().expect("evaluations").clone();
+    let mut flags: BTreeMap<String, Value> = BTreeMap::new();
+    for case in &cases {
+        let key = case["flag"]["key"].as_str().expect("key").to_owned();
+        flags.entry(key).or_insert_with(|| case["flag"].clone());
+    }
+    (flags.into_values().collect(), cases)
+}
+
+#[tokio::test]
+async fn boto3_items_evaluate_exactly_as_the_python_service_decided() {
+    let moto = shared_moto();
+    let table = unique_name("boto3");
+    let (golden_flags, cases) = golden_cases();
+    let mut all = golden_flags.clone();
+    all.extend(service_flags().as_array().expect("list").iter().cloned());
+    seed_with_boto3(&moto.endpoint(), &table, &Value::Array(all.clone()));
+
+    let store = DynamoDbStore::new(client(&moto.endpoint(), &Operations::default()).await, &table);
+    let flags = FlagSet::new(store.scan().await.expect("scan"));
+    assert_eq!(flags.len(), all.len());
+
+    // Every golden case: the Python-computed enabled/reason/variant, from boto3 items.
+    assert!(cases.len() > 100);
+    let empty = Map::new();
+    for case in &cases {
+        let key = case["flag"]["key"].as_str().expect("key");
+        let flag = store.get(key).await.expect("get").expect("present");
+        let input = EvalInput {
+            user_id: case["user"].as_str(),
+            context: case["context"].as_object().unwrap_or(&empty),
+            now: 0.0,
+        };
+        let result = Evaluator::new(input, &NoFlags).evaluate(&flag);
+        assert_eq!(result.enabled, case["enabled"], "{case}");
+        assert_eq!(result.reason.as_str(), case["reason"], "{case}");
+        assert_eq!(result.variant_key(), case["variant"].as_str(), "{case}");
+    }
+
+    // The service-shaped flag: numbers, booleans, list-of-map rules, nested payloads.
+    let checkout = flags.get("checkout-redesign").expect("checkout");
+    assert_eq!((checkout.flag_id(), checkout.version()), ("flag-7f3a", 3));
+    let matching = json!({"plan_level": 2.0, "beta": true, "country": "FR"});
+    let matching = matching.as_object().expect("object");
+    let payloads = service_flags()[0]["variants"].clone();
+    for user in ["user-1", "user-2", "user-3", "user-42", "user-777", "user-123"] {
+        let input = EvalInput { user_id: Some(user), context: matching, now: 0.0 };
+        let result = Evaluator::new(input, &flags).evaluate(checkout);
+        let point = bucket::variant_point(user, &bucket::variant_suffix("checkout-redesign"));
+        let expected = if point < 0.5 { 0 } else { 1 };
+        assert!(result.enabled, "{user}");
+        assert_eq!(result.reason.as_str(), "enabled");
+        assert_eq!(result.variant_key(), payloads[expected]["key"].as_str(), "{user}");
+        assert_eq!(result.variant.and_then(|v| v.value()), Some(&payloads[expected]["payload"]), "{user}");
+        // The prerequisite list survived too: on exactly when `treatment` was served.
+        let needs = flags.get("needs-treatment").expect("needs-treatment");
+        let dependent = Evaluator::new(input, &flags).evaluate(needs);
+        assert_eq!(dependent.enabled, expected == 1, "{user}");
+    }
+    for (context, why) in [
+        (json!({"plan_level": "2", "beta": true, "country": "FR"}), "the string \"2\" is not the number 2"),
+        (json!({"plan_level": 2, "beta": "true", "country": "FR"}), "the string \"true\" is not a boolean"),
+        (json!({"plan_level": 2, "beta": true, "country": "US"}), "US is not in the list"),
+    ] {
+        let input = EvalInput { user_id: Some("user-1"), context: context.as_object().expect("object"), now: 0.0 };
+        let result = Evaluator::new(input, &flags).evaluate(checkout);
+        assert_eq!(result.reason.as_str(), "targeting_rules_not_met", "{why}");
+    }
+    let kill = flags.get("kill-switch").expect("kill-switch");
+    let input = EvalInput { user_id: Some("user-1"), context: &empty, now: 0.0 };
+    let result = Evaluator::new(input, &flags).evaluate(kill);
+    assert_eq!((result.enabled, result.reason.as_str(), result.version()), (false, "flag_disabled", 12));
+
+    // A malformed item is a flag that answers PARSE_ERROR, and harms no other flag.
+    let broken = store.get("broken").await.expect("get").expect("kept, not dropped");
+    assert!(broken.body().expect_err("malformed").contains("resembles"));
+    let result = Evaluator::new(input, &flags).evaluate(&broken);
+    assert_eq!(result.error.map(|e| e.code.as_str()), Some("PARSE_ERROR"));
+    assert_eq!(flags.iter().filter(|f| f.body().is_err()).count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_reads_250_flags_in_three_batch_calls() {
+    let moto = shared_moto();
+    let table = unique_name("many");
+    let writer = client(&moto.endpoint(), &Operations::default()).await;
+    create_table(&writer, &table).await;
+    let flags = numbered(250);
+    put_flags(&writer, &table, &flags).await;
+
+    let operations = Operations::default();
+    let store = DynamoDbStore::new(client(&moto.endpoint(), &operations).await, &table);
+    let mut asked: Vec<String> = flags.iter().map(|f| f["key"].as_str().expect("key").to_owned()).collect();
+    let present = asked.clone();
+    asked.extend(present[..20].iter().cloned()); // duplicates
+    asked.extend((0..30).map(|i| format!("missing-{i}"))); // no such items
+    asked.reverse();
+
+    let got = store.get_many(&asked).await.expect("get_many");
+    assert_eq!(keys_of(&got), present, "each existing flag exactly once, missing ones absent");
+    for flag in &got {
+        let index: u64 = flag.key()["flag-".len()..].parse().expect("numbered");
+        assert_eq!(flag.version(), index, "the item read is the item written under that key");
+    }
+    // 280 distinct keys → 3 calls of at most 100; nothing else.
+    assert_eq!(operations.snapshot(), BTreeMap::from([("BatchGetItem".to_owned(), 3)]));
+
+    assert!(store.get("missing-0").await.expect("get").is_none());
+    assert!(store.get_many(&[]).await.expect("empty get_many").is_empty());
+    assert_eq!(operations.snapshot(), BTreeMap::from([("BatchGetItem".to_owned(), 3), ("GetItem".to_owned(), 1)]));
+}
+
+/// A proxy hook that moves the keys `blocked` picks from a `BatchGetItem` request to
+/// `UnprocessedKeys` (they are not even sent to moto), for the first `times` exchanges
+/// that carry such keys, as DynamoDB does when throttling.
+fn defer_keys(
+    proxy: &Proxy,
+    table: &str,
+    times: usize,
+    blocked: impl Fn(&str) -> bool + Send + Sync + 'static,
+) -> Arc<AtomicUsize> {
+    let deferred_exchanges = Arc::new(AtomicUsize::new(0));
+    let counter = deferred_exchanges.clone();
+    let table = table.to_owned();
+    proxy.set_hook(move |target, body, forward| {
+        if target != BATCH_GET {
+            return forward(body);
+        }
+        let mut request: Value = serde_json::from_slice(&body).expect("BatchGetItem JSON");
+        let keys = request["RequestItems"][&table]["Keys"].take();
+        let (deferred, kept): (Vec<Value>, Vec<Value>) =
+            keys.as_array().expect("Keys").iter().cloned().partition(|k| blocked(k["key"]["S"].as_str().unwrap_or("")));
+        if deferred.is_empty() || counter.fetch_add(1, Ordering::SeqCst) >= times {
+            return forward(body);
+        }
+        let (status, answer) = if kept.is_empty() {
+            (200, serde_json::to_vec(&json!({"Responses": {&table: []}})).expect("JSON"))
+        } else {
+            request["RequestItems"][&table]["Keys"] = Value::Array(kept);
+            forward(serde_json::to_vec(&request).expect("JSON"))
+        };
+        if status != 200 {
+            return (status, answer);
+        }
+        let mut answer: Value = serde_json::from_slice(&answer).expect("BatchGetItem answer");
+        answer["UnprocessedKeys"] = json!({&table: {"Keys": deferred}});
+        (200, serde_json::to_vec(&answer).expect("JSON"))
+    });
+    deferred_exchanges
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unprocessed_keys_are_retried_until_every_flag_arrives() {
+    let moto = shared_moto();
+    let table = unique_name("unprocessed");
+    let writer = client(&moto.endpoint(), &Operations::default()).await;
+    create_table(&writer, &table).await;
+    let flags = numbered(250);
+    put_flags(&writer, &table, &flags).await;
+
+    let proxy = Proxy::start(&moto.endpoint());
+    // Every tenth key is throttled in each of the first five exchanges that carry one.
+    let deferred = defer_keys(&proxy, &table, 5, |key| key.ends_with('0'));
+    let operations = Operations::default();
+    let store = DynamoDbStore::new(client(&proxy.endpoint(), &operations).await, &table);
+    let keys: Vec<String> = flags.iter().map(|f| f["key"].as_str().expect("key").to_owned()).collect();
+
+    let got = store.get_many(&keys).await.expect("every key arrives in the end");
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(keys_of(&got), expected);
+    // 3 first calls (one per 100 keys), each of which carried deferred keys, and one
+    // more call for each of the 5 deferrals.
+    assert!(deferred.load(Ordering::SeqCst) >= 5);
+    assert_eq!(operations.count("BatchGetItem"), 3 + 5);
+    assert_eq!(proxy.count(BATCH_GET), 3 + 5);
+}
+
+#[tokio::test]
+async fn keys_that_stay_unprocessed_end_in_an_error() {
+    let moto = shared_moto();
+    let table = unique_name("stuck");
+    let writer = client(&moto.endpoint(), &Operations::default()).await;
+    create_table(&writer, &table).await;
+    put_flags(&writer, &table, &numbered(10)).await;
+
+    let proxy = Proxy::start(&moto.endpoint());
+    defer_keys(&proxy, &table, usize::MAX, |key| key == "flag-003" || key == "flag-007");
+    let operations = Operations::default();
+    let store = DynamoDbStore::new(client(&proxy.endpoint(), &operations).await, &table);
+    let keys: Vec<String> = (0..10).map(|i| format!("flag-{i:03}")).collect();
+
+    let err = store.get_many(&keys).await.expect_err("two keys never arrive");
+    assert!(matches!(err, StoreError::Unprocessed(2)), "{err:?}");
+    // Retried, and bounded (the store documents 8 calls in all).
+    let calls = operations.count("BatchGetItem");
+    assert!((2..=10).contains(&calls), "{calls} BatchGetItem calls");
+    assert_eq!(proxy.count(BATCH_GET), calls);
+}
+
+#[tokio::test]
+async fn scan_follows_every_page() {
+    let moto = shared_moto();
+    let table = unique_name("scan");
+    let writer = client(&moto.endpoint(), &Operations::default()).await;
+    create_table(&writer, &table).await;
+    // 40 flags of ~80 KB each: 3.2 MB, over three of DynamoDB's (and moto's) 1 MB pages.
+    // The store sets no page `Limit`: real pagination is by size, and this is real.
+    let blob = "x".repeat(80 * 1024);
+    let flags: Vec<Value> = (0..40)
+        .map(|i| {
+            json!({"key": format!("big-{i:02}"), "enabled": true, "rollout_percentage": 100,
+                   "variants": [{"key": "only", "allocation": 1, "payload": {"blob": blob, "i": i}}]})
+        })
+        .collect();
+    put_flags(&writer, &table, &flags).await;
+
+    let operations = Operations::default();
+    let store = DynamoDbStore::new(client(&moto.endpoint(), &operations).await, &table);
+    let got = store.scan().await.expect("scan");
+
+    let expected: Vec<String> = (0..40).map(|i| format!("big-{i:02}")).collect();
+    assert_eq!(keys_of(&got), expected, "every flag exactly once");
+    let pages = operations.count("Scan");
+    assert!(pages >= 4, "3.2 MB must take at least four 1 MB pages, took {pages}");
+    for flag in &got {
+        let body = flag.body().expect("well-formed");
+        let payload = body.variants()[0].value().expect("payload");
+        assert_eq!(payload["blob"].as_str().map(str::len), Some(blob.len()));
+        assert_eq!(payload["i"].as_u64().map(|i| format!("big-{i:02}")).as_deref(), Some(flag.key()));
+    }
+}
+
+#[tokio::test]
+async fn a_missing_table_is_an_error_with_the_service_message() {
+    let moto = shared_moto();
+    let store = DynamoDbStore::new(client(&moto.endpoint(), &Operations::default()).await, unique_name("absent"));
+    let err = store.get("any").await.expect_err("no table");
+    let StoreError::DynamoDb { operation, message, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(*operation, "GetItem");
+    assert!(message.contains("ResourceNotFoundException"), "{message}");
+    let err = store.scan().await.expect_err("no table");
+    assert!(matches!(err, StoreError::DynamoDb { operation: "Scan", .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_stopped_server_is_an_error_never_a_miss() {
+    let mut moto = Moto::start();
+    let table = unique_name("outage");
+    let operations = Operations::default();
+    let dynamo = client(&moto.endpoint(), &operations).await;
+    create_table(&dynamo, &table).await;
+    put_flags(&dynamo, &table, &numbered(3)).await;
+    let store = DynamoDbStore::new(dynamo, &table);
+    assert!(store.get("flag-001").await.expect("up").is_some());
+
+    moto.stop();
+    let err = store.get("flag-001").await.expect_err("down is not None");
+    assert!(matches!(err, StoreError::DynamoDb { operation: "GetItem", .. }), "{err:?}");
+    let keys = vec!["flag-001".to_owned(), "flag-002".to_owned()];
+    let err = store.get_many(&keys).await.expect_err("down is not empty");
+    assert!(matches!(err, StoreError::DynamoDb { operation: "BatchGetItem", .. }), "{err:?}");
+    let err = store.scan().await.expect_err("down is not empty");
+    assert!(matches!(err, StoreError::DynamoDb { operation: "Scan", .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn server_errors_and_dropped_connections_are_errors() {
+    use common::proxy::Fault;
+    let moto = shared_moto();
+    let table = unique_name("faults");
+    let writer = client(&moto.endpoint(), &Operations::default()).await;
+    create_table(&writer, &table).await;
+    put_flags(&writer, &table, &numbered(3)).await;
+    let proxy = Proxy::start(&moto.endpoint());
+    let store = DynamoDbStore::new(client(&proxy.endpoint(), &Operations::default()).await, &table);
+    assert!(store.get("flag-001").await.expect("through the proxy").is_some());
+
+    for (fault, expected) in [(Fault::Http500, "InternalServerError"), (Fault::CloseConnections, "dispatch failure")] {
+        proxy.set_fault(fault);
+        let err = store.get("flag-001").await.expect_err("a fault is not a miss");
+        let StoreError::DynamoDb { operation: "GetItem", message, .. } = &err else { panic!("{err:?}") };
+        assert!(message.contains(expected), "{fault:?}: {message}");
+    }
+    proxy.set_fault(Fault::None);
+    assert!(store.get("flag-001").await.expect("recovered").is_some());
+}
+
+#[tokio::test]
+async fn a_table_slower_than_the_timeout_is_an_error_not_a_hang() {
+    let moto = shared_moto();
+    let table = unique_name("slow");
+    let writer = client(&moto.endpoint(), &Operations::default()).await;
+    create_table(&writer, &table).await;
+    put_flags(&writer, &table, &numbered(1)).await;
+    let proxy = Proxy::start(&moto.endpoint());
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config_for(&proxy.endpoint()).await)
+        .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_smithy_types::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_millis(300))
+                .build(),
+        )
+        .build();
+    let store = DynamoDbStore::new(Client::from_conf(config), &table);
+    assert!(store.get("flag-000").await.expect("fast enough").is_some());
+
+    proxy.set_delay(Duration::from_secs(3));
+    let err = store.get("flag-000").await.expect_err("too slow");
+    let StoreError::DynamoDb { operation: "GetItem", message, .. } = &err else { panic!("{err:?}") };
+    assert!(message.contains("timeout"), "{message}");
+}
