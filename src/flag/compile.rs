@@ -178,6 +178,16 @@ impl CompiledFlag {
         self.body.as_ref().map_err(|message| &**message)
     }
 
+    /// The keys of the flags this one requires (empty for malformed flags).
+    pub fn prerequisite_keys(&self) -> impl Iterator<Item = &str> {
+        self.body.as_ref().ok().into_iter().flat_map(|b| b.prerequisites.iter().map(|p| &*p.key))
+    }
+
+    /// Whether the flag names any prerequisite.
+    pub fn has_prerequisites(&self) -> bool {
+        self.body.as_ref().is_ok_and(|b| !b.prerequisites.is_empty())
+    }
+
     /// Whether the flag is multivariate (has variants) rather than boolean.
     pub fn is_multivariate(&self) -> bool {
         self.body.as_ref().is_ok_and(|b| !b.variants.is_empty())
@@ -188,6 +198,23 @@ impl FlagBody {
     /// The variants, in list order.
     pub fn variants(&self) -> &[Variant] {
         &self.variants
+    }
+
+    /// The position of `variant` (one of this body's own) in [`FlagBody::variants`], so
+    /// an evaluation can be kept as indices next to an `Arc` of its flag.
+    pub fn variant_index(&self, variant: &Variant) -> Option<usize> {
+        self.variants.iter().position(|v| std::ptr::eq(v, variant))
+    }
+
+    /// The position of the rule whose id is `id` (the very string an evaluation
+    /// borrowed from this body), or `None` (e.g. for `target`).
+    pub fn rule_index(&self, id: &str) -> Option<usize> {
+        self.rules.iter().position(|r| std::ptr::eq(r.serve.id.as_ptr(), id.as_ptr()))
+    }
+
+    /// The id of the rule at `index`.
+    pub fn rule_id(&self, index: usize) -> Option<&str> {
+        self.rules.get(index).map(|r| &*r.serve.id)
     }
 }
 

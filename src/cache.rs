@@ -1,0 +1,572 @@
+//! The warm flag cache (SPEC §6): an LRU of compiled flags with a TTL, in front of a
+//! [`FlagStore`].
+//!
+//! - Hits cost one lock, one hash lookup and an `Arc` clone; evaluation runs on the
+//!   `Arc`ed flag after the lock is released.
+//! - Misses are read through *flights*: the first request to miss a key reads it (one
+//!   `GetItem`, or one `BatchGetItem` for many keys) and every concurrent request for the
+//!   same key waits for that read instead of issuing its own (single-flight).
+//! - "No such flag" is remembered for `negative_ttl`.
+//! - A store *error* is never remembered as "no such flag". The last good value is served,
+//!   marked stale, until `ttl + stale_if_error` after it was fetched; after a failed
+//!   refresh the store is left alone for [`ERROR_BACKOFF`] so an outage does not make
+//!   every request wait on a dead store. With nothing cached, the answer is
+//!   [`Cached::Unavailable`] (a `GENERAL` error), never "not found".
+//! - The every-flag snapshot (a `Scan`) is cached the same way, as one unit.
+//!
+//! Time is passed in by the caller (one clock reading per request), which keeps TTL
+//! tests deterministic and keeps clock reads off the per-flag path.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use tokio::sync::watch;
+
+use crate::config::CacheConfig;
+use crate::eval::{FlagSet, FlagSource};
+use crate::flag::CompiledFlag;
+use crate::store::FlagStore;
+
+/// After a failed read, how long stale values are served without asking the store again.
+pub const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Most rounds of prerequisite loading (a chain deeper than this is malformed anyway).
+const PREREQUISITE_ROUNDS: usize = crate::flag::MAX_PREREQUISITE_DEPTH + 1;
+
+/// What the cache knows about one key.
+#[derive(Debug, Clone)]
+pub enum Cached {
+    /// The flag, within its TTL (or just read).
+    Fresh(Arc<CompiledFlag>),
+    /// The last good value, past its TTL, served because the store is failing.
+    Stale(Arc<CompiledFlag>),
+    /// The store has no such flag.
+    NotFound,
+    /// The store failed and nothing usable is cached; the message is for logs and
+    /// error details (it names the store problem, never a user).
+    Unavailable(Arc<str>),
+}
+
+impl Cached {
+    /// The flag, fresh or stale.
+    pub fn flag(&self) -> Option<&Arc<CompiledFlag>> {
+        match self {
+            Cached::Fresh(flag) | Cached::Stale(flag) => Some(flag),
+            Cached::NotFound | Cached::Unavailable(_) => None,
+        }
+    }
+
+    /// Whether this is a stale value served during a store failure.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Cached::Stale(_))
+    }
+}
+
+/// The every-flag snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Every flag in the store, by key.
+    pub flags: Arc<FlagSet>,
+    /// Served from a failed refresh's fallback.
+    pub stale: bool,
+}
+
+/// Counters for logs and tests. Monotonic since start-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from the cache within TTL (found or not-found).
+    pub hits: u64,
+    /// Lookups that needed the store.
+    pub misses: u64,
+    /// Calls made to the store (`get`, `get_many` or `scan`).
+    pub store_reads: u64,
+    /// Lookups answered with a stale value because the store failed.
+    pub stale_serves: u64,
+    /// Store calls that failed.
+    pub store_errors: u64,
+    /// Entries pushed out by the capacity limit.
+    pub evictions: u64,
+    /// Entries currently held.
+    pub entries: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    store_reads: AtomicU64,
+    stale_serves: AtomicU64,
+    store_errors: AtomicU64,
+    evictions: AtomicU64,
+}
+
+/// One cached key: a flag or "no such flag", and when it was read.
+#[derive(Debug)]
+struct Entry {
+    flag: Option<Arc<CompiledFlag>>,
+    fetched: Instant,
+    /// After a failed refresh: serve stale without asking the store until then.
+    retry_after: Option<Instant>,
+}
+
+/// What a flight publishes: the flags it read (`None` = not in the store) or the error.
+type FlightResult = Result<Arc<HashMap<Box<str>, Option<Arc<CompiledFlag>>>>, Arc<str>>;
+type FlightSender = watch::Sender<Option<FlightResult>>;
+type FlightReceiver = watch::Receiver<Option<FlightResult>>;
+
+type ScanResult = Result<Arc<FlagSet>, Arc<str>>;
+
+/// The every-flag snapshot and its refresh state.
+#[derive(Debug, Default)]
+struct SnapshotState {
+    current: Option<(Instant, Arc<FlagSet>)>,
+    retry_after: Option<Instant>,
+    flight: Option<watch::Receiver<Option<ScanResult>>>,
+}
+
+/// LRU + TTL cache of compiled flags over a store. Shared by every request of a warm
+/// Lambda (or of the local server).
+pub struct FlagCache {
+    store: Arc<dyn FlagStore>,
+    config: CacheConfig,
+    /// `std` mutexes: each is held for a few hash-map operations and never across an
+    /// `.await`, which is cheaper than an async mutex on the hit path.
+    entries: Mutex<LruCache<Box<str>, Entry>>,
+    /// Keys being read right now, and where their result will be published.
+    flights: Mutex<HashMap<Box<str>, FlightReceiver>>,
+    snapshot: Mutex<SnapshotState>,
+    stats: Counters,
+}
+
+impl std::fmt::Debug for FlagCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlagCache").field("config", &self.config).field("stats", &self.stats()).finish()
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (every critical
+/// section here is a handful of map operations that cannot leave it half-written).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl FlagCache {
+    /// An empty cache over `store`.
+    pub fn new(store: Arc<dyn FlagStore>, config: CacheConfig) -> Self {
+        FlagCache {
+            store,
+            config,
+            entries: Mutex::new(LruCache::new(config.max_entries)),
+            flights: Mutex::new(HashMap::new()),
+            snapshot: Mutex::new(SnapshotState::default()),
+            stats: Counters::default(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CacheStats {
+        let s = &self.stats;
+        CacheStats {
+            hits: s.hits.load(Relaxed),
+            misses: s.misses.load(Relaxed),
+            store_reads: s.store_reads.load(Relaxed),
+            stale_serves: s.stale_serves.load(Relaxed),
+            store_errors: s.store_errors.load(Relaxed),
+            evictions: s.evictions.load(Relaxed),
+            entries: lock(&self.entries).len(),
+        }
+    }
+
+    /// One flag: from the cache if fresh, else from the store (shared with concurrent
+    /// readers of the same key).
+    pub async fn get(&self, key: &str, now: Instant) -> Cached {
+        if let Some(hit) = self.lookup(&mut lock(&self.entries), key, now) {
+            return hit;
+        }
+        let mut fetched = self.fetch(&[key], now).await;
+        fetched.pop().unwrap_or(Cached::NotFound)
+    }
+
+    /// Several flags (one lock for all hits, one store read for all misses), plus every
+    /// flag their prerequisites name, transitively, so the evaluator has what it needs.
+    pub async fn resolve<'k>(&self, keys: &[&'k str], now: Instant) -> Resolved<'k> {
+        let mut requested: Vec<(&'k str, Option<Cached>)> = Vec::with_capacity(keys.len());
+        {
+            let mut entries = lock(&self.entries);
+            requested.extend(keys.iter().map(|&key| (key, self.lookup(&mut entries, key, now))));
+        }
+        let missing: Vec<&str> = requested.iter().filter(|(_, c)| c.is_none()).map(|(k, _)| *k).collect();
+        if !missing.is_empty() {
+            let mut fetched = self.fetch(&missing, now).await.into_iter();
+            for slot in requested.iter_mut().filter(|(_, c)| c.is_none()) {
+                slot.1 = fetched.next();
+            }
+        }
+        let requested: Vec<(&'k str, Cached)> =
+            requested.into_iter().map(|(k, c)| (k, c.unwrap_or(Cached::NotFound))).collect();
+        let prerequisites = self.load_prerequisites(&requested, now).await;
+        Resolved { requested, prerequisites }
+    }
+
+    /// Every flag (a `Scan`, cached as one snapshot with the same TTL). `Err` only when
+    /// the store fails and no snapshot is young enough to serve stale.
+    pub async fn all(&self, now: Instant) -> Result<Snapshot, Arc<str>> {
+        loop {
+            let (receiver, leader) = {
+                let mut state = lock(&self.snapshot);
+                if let Some(snapshot) = self.snapshot_without_store(&state, now) {
+                    return Ok(snapshot);
+                }
+                self.stats.misses.fetch_add(1, Relaxed);
+                match &state.flight {
+                    Some(receiver) => (receiver.clone(), None),
+                    None => {
+                        let (sender, receiver) = watch::channel(None);
+                        state.flight = Some(receiver.clone());
+                        (receiver, Some(sender))
+                    }
+                }
+            };
+            if let Some(sender) = leader {
+                self.lead_scan(sender, now).await;
+            }
+            if let Some(result) = wait(receiver).await {
+                return self.settle_scan(result, now);
+            }
+            // The scanning request was cancelled mid-read: try again, leading if need be.
+        }
+    }
+
+    /// The snapshot if it can be served without a store read (fresh, or stale while the
+    /// store is in error backoff).
+    fn snapshot_without_store(&self, state: &SnapshotState, now: Instant) -> Option<Snapshot> {
+        let (fetched, flags) = state.current.as_ref()?;
+        if now < *fetched + self.config.ttl {
+            self.stats.hits.fetch_add(1, Relaxed);
+            return Some(Snapshot { flags: flags.clone(), stale: false });
+        }
+        let backing_off = state.retry_after.is_some_and(|t| now < t);
+        if backing_off && now < *fetched + self.config.ttl + self.config.stale_if_error {
+            self.stats.stale_serves.fetch_add(1, Relaxed);
+            return Some(Snapshot { flags: flags.clone(), stale: true });
+        }
+        None
+    }
+
+    async fn lead_scan(&self, sender: watch::Sender<Option<ScanResult>>, now: Instant) {
+        let _clear = ClearScanFlight(self);
+        self.stats.store_reads.fetch_add(1, Relaxed);
+        let result = match self.store.scan().await {
+            Ok(flags) => {
+                let set = Arc::new(FlagSet::new(flags));
+                self.insert_all(set.iter().map(|f| (Box::from(f.key()), Some(f.clone()))), now);
+                let mut state = lock(&self.snapshot);
+                state.current = Some((now, set.clone()));
+                state.retry_after = None;
+                tracing::debug!(flags = set.len(), "flag snapshot refreshed");
+                Ok(set)
+            }
+            Err(error) => {
+                self.stats.store_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %error, "flag store scan failed");
+                lock(&self.snapshot).retry_after = Some(now + ERROR_BACKOFF);
+                Err(Arc::from(error.to_string()))
+            }
+        };
+        let _ = sender.send(Some(result));
+    }
+
+    fn settle_scan(&self, result: ScanResult, now: Instant) -> Result<Snapshot, Arc<str>> {
+        match result {
+            Ok(flags) => Ok(Snapshot { flags, stale: false }),
+            Err(message) => {
+                let state = lock(&self.snapshot);
+                match &state.current {
+                    Some((fetched, flags)) if now < *fetched + self.config.ttl + self.config.stale_if_error => {
+                        self.stats.stale_serves.fetch_add(1, Relaxed);
+                        Ok(Snapshot { flags: flags.clone(), stale: true })
+                    }
+                    _ => Err(message),
+                }
+            }
+        }
+    }
+
+    /// The answer for `key` if the cache can give one without the store.
+    fn lookup(&self, entries: &mut LruCache<Box<str>, Entry>, key: &str, now: Instant) -> Option<Cached> {
+        let Some(entry) = entries.get(key) else {
+            self.stats.misses.fetch_add(1, Relaxed);
+            return None;
+        };
+        let answer = match &entry.flag {
+            Some(flag) if now < entry.fetched + self.config.ttl => Some(Cached::Fresh(flag.clone())),
+            None if now < entry.fetched + self.config.negative_ttl => Some(Cached::NotFound),
+            Some(flag) if entry.retry_after.is_some_and(|t| now < t) && self.servable_stale(entry, now) => {
+                self.stats.stale_serves.fetch_add(1, Relaxed);
+                return Some(Cached::Stale(flag.clone()));
+            }
+            _ => None,
+        };
+        let counter = if answer.is_some() { &self.stats.hits } else { &self.stats.misses };
+        counter.fetch_add(1, Relaxed);
+        answer
+    }
+
+    fn servable_stale(&self, entry: &Entry, now: Instant) -> bool {
+        now < entry.fetched + self.config.ttl + self.config.stale_if_error
+    }
+
+    /// Reads `keys` from the store through flights; answers in the order of `keys`.
+    async fn fetch(&self, keys: &[&str], now: Instant) -> Vec<Cached> {
+        let mut answers: Vec<Option<Cached>> = vec![None; keys.len()];
+        loop {
+            let pending: Vec<usize> = (0..keys.len()).filter(|&i| answers[i].is_none()).collect();
+            if pending.is_empty() {
+                return answers.into_iter().map(|a| a.unwrap_or(Cached::NotFound)).collect();
+            }
+            // Join flights already reading a key; start one flight for all the others.
+            let mut receivers = Vec::with_capacity(pending.len());
+            let mut lead_keys: Vec<Box<str>> = Vec::new();
+            let (sender, own) = watch::channel(None);
+            {
+                let mut flights = lock(&self.flights);
+                for &i in &pending {
+                    let receiver = flights.entry(Box::from(keys[i])).or_insert_with(|| {
+                        lead_keys.push(Box::from(keys[i]));
+                        own.clone()
+                    });
+                    receivers.push((i, receiver.clone()));
+                }
+            }
+            // Lead before waiting on anyone else's flight, so two requests that each lead
+            // some keys and wait on the other's can never deadlock.
+            if !lead_keys.is_empty() {
+                self.lead(lead_keys, sender, now).await;
+            }
+            for (i, receiver) in receivers {
+                if let Some(result) = wait(receiver).await {
+                    answers[i] = Some(self.settle(keys[i], result, now));
+                }
+                // else: that flight's leader was cancelled; the key is read again next round.
+            }
+        }
+    }
+
+    /// Reads `keys` from the store, caches the answers and publishes them.
+    async fn lead(&self, keys: Vec<Box<str>>, sender: FlightSender, now: Instant) {
+        let _clear = ClearFlights { cache: self, keys: &keys };
+        self.stats.store_reads.fetch_add(1, Relaxed);
+        let read = match &keys[..] {
+            [key] => self.store.get(key).await.map(|flag| flag.into_iter().collect::<Vec<_>>()),
+            _ => {
+                let owned: Vec<String> = keys.iter().map(|k| String::from(&**k)).collect();
+                self.store.get_many(&owned).await
+            }
+        };
+        let result = match read {
+            Ok(flags) => {
+                let mut found: HashMap<Box<str>, Option<Arc<CompiledFlag>>> =
+                    keys.iter().map(|k| (k.clone(), None)).collect();
+                for flag in flags {
+                    if let Some(slot) = found.get_mut(flag.key()) {
+                        *slot = Some(flag);
+                    }
+                }
+                self.insert_all(found.iter().map(|(k, f)| (k.clone(), f.clone())), now);
+                Ok(Arc::new(found))
+            }
+            Err(error) => {
+                self.stats.store_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %error, keys = keys.len(), "flag store read failed");
+                let mut entries = lock(&self.entries);
+                for key in &keys {
+                    if let Some(entry) = entries.peek_mut(&**key) {
+                        entry.retry_after = Some(now + ERROR_BACKOFF);
+                    }
+                }
+                Err(Arc::from(error.to_string()))
+            }
+        };
+        let _ = sender.send(Some(result));
+    }
+
+    fn insert_all(&self, flags: impl Iterator<Item = (Box<str>, Option<Arc<CompiledFlag>>)>, now: Instant) {
+        let mut entries = lock(&self.entries);
+        for (key, flag) in flags {
+            let entry = Entry { flag, fetched: now, retry_after: None };
+            if let Some((old_key, _)) = entries.push(key.clone(), entry) {
+                if old_key != key {
+                    self.stats.evictions.fetch_add(1, Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Turns a flight's result into the answer for one key.
+    fn settle(&self, key: &str, result: FlightResult, now: Instant) -> Cached {
+        match result {
+            Ok(found) => match found.get(key) {
+                Some(Some(flag)) => Cached::Fresh(flag.clone()),
+                _ => Cached::NotFound,
+            },
+            Err(message) => {
+                let entries = lock(&self.entries);
+                match entries.peek(key) {
+                    Some(entry @ Entry { flag: Some(flag), .. }) if self.servable_stale(entry, now) => {
+                        self.stats.stale_serves.fetch_add(1, Relaxed);
+                        Cached::Stale(flag.clone())
+                    }
+                    _ => Cached::Unavailable(message),
+                }
+            }
+        }
+    }
+
+    /// Loads, round by round, every flag the resolved flags name as prerequisites.
+    /// `None` when no flag has prerequisites (the common case: nothing to build).
+    async fn load_prerequisites(&self, requested: &[(&str, Cached)], now: Instant) -> Option<Prerequisites> {
+        if !requested.iter().any(|(_, c)| c.flag().is_some_and(|f| f.has_prerequisites())) {
+            return None;
+        }
+        let mut known: HashMap<Box<str>, Cached> =
+            requested.iter().map(|(key, cached)| (Box::from(*key), cached.clone())).collect();
+        let mut frontier: Vec<Arc<CompiledFlag>> = requested.iter().filter_map(|(_, c)| c.flag().cloned()).collect();
+        for _ in 0..PREREQUISITE_ROUNDS {
+            let mut wanted: Vec<&str> = frontier.iter().flat_map(|f| f.prerequisite_keys()).collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            wanted.retain(|k| !known.contains_key(*k));
+            if wanted.is_empty() {
+                break;
+            }
+            let next = self.resolve_flat(&wanted, now).await;
+            frontier = next.iter().filter_map(|(_, c)| c.flag().cloned()).collect();
+            known.extend(next);
+        }
+        Some(Prerequisites::new(known))
+    }
+
+    /// Like [`FlagCache::resolve`] without following prerequisites.
+    async fn resolve_flat(&self, keys: &[&str], now: Instant) -> Vec<(Box<str>, Cached)> {
+        let mut out = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        {
+            let mut entries = lock(&self.entries);
+            for &key in keys {
+                match self.lookup(&mut entries, key, now) {
+                    Some(cached) => out.push((Box::from(key), cached)),
+                    None => missing.push(key),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let fetched = self.fetch(&missing, now).await;
+            out.extend(missing.iter().map(|k| Box::from(*k)).zip(fetched));
+        }
+        out
+    }
+}
+
+/// Waits for a flight's result; `None` if its leader went away without publishing.
+async fn wait<T: Clone>(mut receiver: watch::Receiver<Option<T>>) -> Option<T> {
+    receiver.wait_for(Option::is_some).await.ok().and_then(|v| v.clone())
+}
+
+/// Removes a flight's keys when its leader finishes *or is cancelled*, so a dropped
+/// request never leaves other requests waiting forever.
+struct ClearFlights<'a> {
+    cache: &'a FlagCache,
+    keys: &'a [Box<str>],
+}
+
+impl Drop for ClearFlights<'_> {
+    fn drop(&mut self) {
+        let mut flights = lock(&self.cache.flights);
+        for key in self.keys {
+            flights.remove(key);
+        }
+    }
+}
+
+struct ClearScanFlight<'a>(&'a FlagCache);
+
+impl Drop for ClearScanFlight<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.snapshot).flight = None;
+    }
+}
+
+/// The flags one request asked for, in its order, plus their prerequisites.
+#[derive(Debug)]
+pub struct Resolved<'k> {
+    /// Each requested key (duplicates kept) with what the cache knows about it.
+    pub requested: Vec<(&'k str, Cached)>,
+    /// Every flag reachable through prerequisites; `None` when there are none.
+    prerequisites: Option<Prerequisites>,
+}
+
+impl Resolved<'_> {
+    /// Where the evaluator looks up prerequisite flags.
+    pub fn source(&self) -> &dyn FlagSource {
+        match &self.prerequisites {
+            Some(p) => p,
+            None => &crate::eval::NoFlags,
+        }
+    }
+
+    /// Whether `flag`'s prerequisites (transitively) include one the store could not
+    /// provide, or one served stale: `(unavailable key, any stale)`.
+    pub fn prerequisite_health<'a>(&'a self, flag: &'a CompiledFlag) -> (Option<&'a str>, bool) {
+        match &self.prerequisites {
+            Some(p) => p.health(flag),
+            None => (None, false),
+        }
+    }
+}
+
+/// Flags by key for prerequisite lookups, with their cache status.
+#[derive(Debug)]
+struct Prerequisites {
+    flags: FlagSet,
+    status: HashMap<Box<str>, Cached>,
+}
+
+impl Prerequisites {
+    fn new(status: HashMap<Box<str>, Cached>) -> Self {
+        let flags = FlagSet::new(status.values().filter_map(|c| c.flag().cloned()));
+        Prerequisites { flags, status }
+    }
+
+    fn health<'a>(&'a self, flag: &'a CompiledFlag) -> (Option<&'a str>, bool) {
+        let mut stale = false;
+        let mut stack: Vec<(&str, usize)> = flag.prerequisite_keys().map(|k| (k, 1)).collect();
+        while let Some((key, depth)) = stack.pop() {
+            if depth > PREREQUISITE_ROUNDS {
+                continue; // the evaluator reports the over-deep chain itself
+            }
+            match self.status.get(key) {
+                Some(Cached::Unavailable(_)) => return (Some(key), stale),
+                Some(cached) => {
+                    stale |= cached.is_stale();
+                    if let Some(next) = cached.flag() {
+                        stack.extend(next.prerequisite_keys().map(|k| (k, depth + 1)));
+                    }
+                }
+                None => {}
+            }
+        }
+        (None, stale)
+    }
+}
+
+impl FlagSource for Prerequisites {
+    fn flag(&self, key: &str) -> Option<&CompiledFlag> {
+        self.flags.flag(key)
+    }
+}
+
+#[cfg(test)]
+mod tests;

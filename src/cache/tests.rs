@@ -1,0 +1,335 @@
+//! Cache logic above the `FlagStore` trait, with an in-memory store that counts calls,
+//! can fail on demand and can hold reads open. The same behaviours are tested against
+//! real DynamoDB (moto) in `tests/cache_dynamodb.rs`.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use super::*;
+use crate::store::{BoxFuture, StoreError};
+
+#[derive(Default)]
+struct FakeStore {
+    flags: Mutex<HashMap<String, Arc<CompiledFlag>>>,
+    calls: Mutex<Vec<String>>,
+    failing: AtomicBool,
+    /// When set, every read waits for a permit.
+    gate: Option<Arc<Semaphore>>,
+}
+
+impl FakeStore {
+    fn with(keys: &[&str]) -> Self {
+        let store = FakeStore::default();
+        for key in keys {
+            store.put(json!({"key": key, "enabled": true, "rollout_percentage": 100}));
+        }
+        store
+    }
+
+    fn put(&self, doc: serde_json::Value) {
+        let flag = Arc::new(CompiledFlag::from_value(doc).expect("keyed"));
+        lock(&self.flags).insert(flag.key().to_owned(), flag);
+    }
+
+    fn calls(&self) -> Vec<String> {
+        lock(&self.calls).clone()
+    }
+
+    async fn read<T>(
+        &self,
+        call: String,
+        answer: impl FnOnce(&HashMap<String, Arc<CompiledFlag>>) -> T,
+    ) -> Result<T, StoreError> {
+        lock(&self.calls).push(call);
+        if let Some(gate) = &self.gate {
+            let _permit = gate.acquire().await.map_err(|_| unavailable())?;
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        Ok(answer(&lock(&self.flags)))
+    }
+}
+
+fn unavailable() -> StoreError {
+    StoreError::FileRead { path: "fake".into(), source: std::io::Error::other("store is down") }
+}
+
+impl FlagStore for FakeStore {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Arc<CompiledFlag>>, StoreError>> {
+        Box::pin(self.read(format!("get:{key}"), move |f| f.get(key).cloned()))
+    }
+
+    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Arc<CompiledFlag>>, StoreError>> {
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        Box::pin(self.read(format!("get_many:{}", sorted.join(",")), move |f| {
+            keys.iter().filter_map(|k| f.get(k).cloned()).collect()
+        }))
+    }
+
+    fn scan(&self) -> BoxFuture<'_, Result<Vec<Arc<CompiledFlag>>, StoreError>> {
+        Box::pin(self.read("scan".into(), |f| f.values().cloned().collect()))
+    }
+}
+
+fn config() -> CacheConfig {
+    CacheConfig {
+        ttl: Duration::from_secs(300),
+        max_entries: NonZeroUsize::new(100).expect("non-zero"),
+        negative_ttl: Duration::from_secs(30),
+        stale_if_error: Duration::from_secs(3600),
+    }
+}
+
+fn cache(store: FakeStore) -> (Arc<FakeStore>, FlagCache) {
+    cache_with(store, config())
+}
+
+fn cache_with(store: FakeStore, config: CacheConfig) -> (Arc<FakeStore>, FlagCache) {
+    let store = Arc::new(store);
+    (store.clone(), FlagCache::new(store, config))
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn kind(c: &Cached) -> &'static str {
+    match c {
+        Cached::Fresh(_) => "fresh",
+        Cached::Stale(_) => "stale",
+        Cached::NotFound => "not_found",
+        Cached::Unavailable(_) => "unavailable",
+    }
+}
+
+#[tokio::test]
+async fn hits_within_the_ttl_read_the_store_once() {
+    let (store, cache) = cache(FakeStore::with(&["a"]));
+    let t0 = Instant::now();
+    for i in 0..100 {
+        let got = cache.get("a", t0 + Duration::from_secs(i)).await;
+        assert_eq!(got.flag().map(|f| f.key()), Some("a"));
+    }
+    assert_eq!(store.calls(), ["get:a"]);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.store_reads), (99, 1, 1));
+}
+
+#[tokio::test]
+async fn entries_expire_after_the_ttl_and_are_read_again() {
+    let (store, cache) = cache(FakeStore::with(&["a"]));
+    let t0 = Instant::now();
+    assert_eq!(kind(&cache.get("a", t0).await), "fresh");
+    assert_eq!(kind(&cache.get("a", t0 + secs(299)).await), "fresh");
+    assert_eq!(store.calls().len(), 1);
+    // A changed flag is seen once the TTL has passed.
+    store.put(json!({"key": "a", "enabled": false, "version": 2}));
+    let refreshed = cache.get("a", t0 + secs(300)).await;
+    assert_eq!(refreshed.flag().map(|f| f.version()), Some(2));
+    assert_eq!(store.calls(), ["get:a", "get:a"]);
+}
+
+#[tokio::test]
+async fn not_found_is_cached_for_the_negative_ttl_only() {
+    let (store, cache) = cache(FakeStore::with(&[]));
+    let t0 = Instant::now();
+    assert_eq!(kind(&cache.get("ghost", t0).await), "not_found");
+    assert_eq!(kind(&cache.get("ghost", t0 + secs(29)).await), "not_found");
+    assert_eq!(store.calls().len(), 1);
+    store.put(json!({"key": "ghost", "enabled": true}));
+    assert_eq!(kind(&cache.get("ghost", t0 + secs(30)).await), "fresh");
+    assert_eq!(store.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn capacity_evicts_the_least_recently_used() {
+    let config = CacheConfig { max_entries: NonZeroUsize::new(2).expect("non-zero"), ..config() };
+    let (store, cache) = cache_with(FakeStore::with(&["a", "b", "c"]), config);
+    let t0 = Instant::now();
+    cache.get("a", t0).await;
+    cache.get("b", t0).await;
+    cache.get("a", t0).await; // a is now more recent than b
+    cache.get("c", t0).await; // evicts b
+    assert_eq!(cache.stats().evictions, 1);
+    assert_eq!(cache.stats().entries, 2);
+    cache.get("a", t0).await;
+    assert_eq!(store.calls(), ["get:a", "get:b", "get:c"]);
+    cache.get("b", t0).await;
+    assert_eq!(store.calls().last().map(String::as_str), Some("get:b"));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_misses_of_one_key_share_one_read() {
+    let gate = Arc::new(Semaphore::new(0));
+    let store = FakeStore { gate: Some(gate.clone()), ..FakeStore::with(&["hot"]) };
+    let (store, cache) = cache(store);
+    let cache = Arc::new(cache);
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { kind(&cache.get("hot", t0).await) })
+        })
+        .collect();
+    // Let every task run up to the point where it waits (one on the store, 49 on it).
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(store.calls(), ["get:hot"]);
+    gate.add_permits(1000);
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), "fresh");
+    }
+    assert_eq!(store.calls(), ["get:hot"]);
+    assert_eq!(cache.stats().store_reads, 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_cancelled_reader_does_not_strand_the_others() {
+    let gate = Arc::new(Semaphore::new(0));
+    let store = FakeStore { gate: Some(gate.clone()), ..FakeStore::with(&["k"]) };
+    let (store, cache) = cache(store);
+    let cache = Arc::new(cache);
+    let t0 = Instant::now();
+    let leader = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.get("k", t0).await })
+    };
+    tokio::task::yield_now().await;
+    let follower = {
+        let cache = cache.clone();
+        tokio::spawn(async move { kind(&cache.get("k", t0).await) })
+    };
+    tokio::task::yield_now().await;
+    leader.abort();
+    gate.add_permits(10);
+    assert_eq!(follower.await.expect("follower"), "fresh");
+    assert_eq!(store.calls(), ["get:k", "get:k"]);
+}
+
+#[tokio::test]
+async fn store_errors_serve_stale_values_never_not_found() {
+    let (store, cache) = cache(FakeStore::with(&["cached"]));
+    let t0 = Instant::now();
+    cache.get("cached", t0).await;
+    store.failing.store(true, Ordering::SeqCst);
+    let later = t0 + secs(301);
+    // Expired + store down → the last good value, marked stale.
+    assert_eq!(kind(&cache.get("cached", later).await), "stale");
+    // Nothing cached + store down → unavailable (GENERAL), not "not found".
+    assert!(matches!(cache.get("never-seen", later).await, Cached::Unavailable(m) if m.contains("store is down")));
+    let reads = store.calls().len();
+    // Within the error backoff the store is not asked again for the stale key.
+    assert_eq!(kind(&cache.get("cached", later + Duration::from_millis(500)).await), "stale");
+    assert_eq!(store.calls().len(), reads);
+    // After it, it is; and once the store is back, values are fresh again.
+    assert_eq!(kind(&cache.get("cached", later + secs(2)).await), "stale");
+    assert_eq!(store.calls().len(), reads + 1);
+    store.failing.store(false, Ordering::SeqCst);
+    assert_eq!(kind(&cache.get("cached", later + secs(4)).await), "fresh");
+    assert_eq!(kind(&cache.get("never-seen", later + secs(4)).await), "not_found");
+    let stats = cache.stats();
+    assert_eq!(stats.stale_serves, 3);
+    assert_eq!(stats.store_errors, 3);
+}
+
+#[tokio::test]
+async fn stale_values_are_served_only_within_the_stale_window() {
+    let config = CacheConfig { stale_if_error: secs(60), ..config() };
+    let (store, cache) = cache_with(FakeStore::with(&["a"]), config);
+    let t0 = Instant::now();
+    cache.get("a", t0).await;
+    store.failing.store(true, Ordering::SeqCst);
+    assert_eq!(kind(&cache.get("a", t0 + secs(359)).await), "stale");
+    assert_eq!(kind(&cache.get("a", t0 + secs(361)).await), "unavailable");
+}
+
+#[tokio::test]
+async fn an_expired_not_found_is_not_served_during_an_outage() {
+    let (store, cache) = cache(FakeStore::with(&[]));
+    let t0 = Instant::now();
+    assert_eq!(kind(&cache.get("ghost", t0).await), "not_found");
+    store.failing.store(true, Ordering::SeqCst);
+    assert_eq!(kind(&cache.get("ghost", t0 + secs(31)).await), "unavailable");
+}
+
+#[tokio::test]
+async fn batches_read_every_miss_in_one_call_and_follow_prerequisites() {
+    let store = FakeStore::with(&["a", "b", "base"]);
+    store.put(json!({"key": "mid", "enabled": true, "prerequisites": [{"key": "base"}]}));
+    store.put(json!({"key": "top", "enabled": true, "prerequisites": [{"key": "mid"}, {"key": "gone"}]}));
+    let (store, cache) = cache(store);
+    let t0 = Instant::now();
+    cache.get("a", t0).await;
+    let resolved = cache.resolve(&["a", "b", "top", "nope", "b"], t0).await;
+    let kinds: Vec<_> = resolved.requested.iter().map(|(k, c)| (*k, kind(c))).collect();
+    assert_eq!(kinds, [("a", "fresh"), ("b", "fresh"), ("top", "fresh"), ("nope", "not_found"), ("b", "fresh")]);
+    assert_eq!(
+        store.calls(),
+        ["get:a", "get_many:b,nope,top", "get_many:gone,mid", "get:base"],
+        "hits are not re-read; each prerequisite round is one read"
+    );
+    assert_eq!(resolved.source().flag("base").map(CompiledFlag::key), Some("base"));
+    assert!(resolved.source().flag("gone").is_none());
+}
+
+#[tokio::test]
+async fn batches_without_prerequisites_build_no_lookup_table() {
+    let (_, cache) = cache(FakeStore::with(&["a"]));
+    let resolved = cache.resolve(&["a"], Instant::now()).await;
+    assert!(resolved.prerequisites.is_none());
+}
+
+#[tokio::test]
+async fn unavailable_or_stale_prerequisites_are_reported() {
+    let store = FakeStore::with(&["base"]);
+    store.put(json!({"key": "top", "enabled": true, "prerequisites": [{"key": "base"}]}));
+    store.put(json!({"key": "needs-missing", "enabled": true, "prerequisites": [{"key": "unread"}]}));
+    let (store, cache) = cache(store);
+    let t0 = Instant::now();
+    cache.resolve(&["top"], t0).await;
+    cache.get("needs-missing", t0).await;
+    store.failing.store(true, Ordering::SeqCst);
+    let later = t0 + secs(400);
+    let resolved = cache.resolve(&["top", "needs-missing"], later).await;
+    let top = resolved.requested[0].1.flag().cloned().expect("stale top");
+    assert_eq!(resolved.prerequisite_health(&top), (None, true));
+    let other = resolved.requested[1].1.flag().cloned().expect("stale needs-missing");
+    // `unread` was never cached, so the store outage leaves it unavailable.
+    assert_eq!(resolved.prerequisite_health(&other), (Some("unread"), false));
+}
+
+#[tokio::test]
+async fn the_snapshot_is_one_scan_per_ttl_and_falls_back_to_stale() {
+    let (store, cache) = cache(FakeStore::with(&["a", "b"]));
+    let t0 = Instant::now();
+    let first = cache.all(t0).await.expect("scan");
+    assert_eq!((first.flags.len(), first.stale), (2, false));
+    cache.all(t0 + secs(10)).await.expect("cached");
+    assert_eq!(store.calls(), ["scan"]);
+    // The scan also warmed the per-key cache.
+    assert_eq!(kind(&cache.get("b", t0 + secs(10)).await), "fresh");
+    assert_eq!(store.calls(), ["scan"]);
+    store.failing.store(true, Ordering::SeqCst);
+    let stale = cache.all(t0 + secs(301)).await.expect("stale snapshot");
+    assert!(stale.stale);
+    assert!(cache.all(t0 + secs(301 + 3600)).await.is_err());
+}
+
+#[tokio::test]
+async fn no_snapshot_and_a_failing_store_is_an_error_not_an_empty_set() {
+    let store = FakeStore::with(&["a"]);
+    store.failing.store(true, Ordering::SeqCst);
+    let (store, cache) = cache(store);
+    let err = cache.all(Instant::now()).await.expect_err("nothing to serve");
+    assert!(err.contains("store is down"), "{err}");
+    assert_eq!(store.calls(), ["scan"]);
+}
