@@ -11,12 +11,23 @@
 //! - [`cache`] — the warm LRU + TTL cache of compiled flags in front of the store:
 //!   single-flight misses, negative entries, stale-if-error.
 //! - [`clock`] — time, read once per request and injectable for tests.
+//! - [`app`] — `App`, what a warm Lambda keeps, and the one evaluation path
+//!   (cache → evaluator → events) every route uses.
+//! - [`api`] — the HTTP API of SPEC §4 over a transport-neutral request/response,
+//!   including OFREP, input limits, and the one error → status map.
+//! - [`lambda`] — function URL and direct-invoke events, the runtime loop, and the
+//!   internal extension that flushes events after each response.
+//! - [`server`] — the same routes as a local HTTP server (`make run`).
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod app;
 pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod eval;
 pub mod flag;
+pub mod lambda;
+pub mod server;
 pub mod sink;
 pub mod store;

@@ -1,1 +1,102 @@
-fn main() {}
+//! `flagfn`: the Lambda function, or (without `AWS_LAMBDA_RUNTIME_API`) the same routes
+//! as a local HTTP server. Init phase: configuration, logging, clients, `App` — built
+//! once and reused by every warm invocation.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flagfn::app::App;
+use flagfn::clock::Clock;
+use flagfn::config::{Config, FlagSourceConfig};
+use flagfn::sink::{EventSink, FileSink, KinesisSink};
+use flagfn::store::{DynamoDbStore, FileStore, FlagStore};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("flagfn: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "flagfn stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// JSON lines in Lambda (the template sets `LogFormat: JSON`), readable text locally.
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.lambda_runtime_api.is_some() {
+        builder.json().flatten_event(true).with_current_span(false).with_target(false).init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+async fn run(config: Config) -> Result<(), Error> {
+    let app = Arc::new(App::new(store(&config).await?, sink(&config).await?, &config, Clock::system()));
+    if config.lambda_runtime_api.is_some() {
+        return flagfn::lambda::run(app).await;
+    }
+    let listener = tokio::net::TcpListener::bind(config.bind_addr).await?;
+    flagfn::server::print_banner(&config, listener.local_addr()?);
+    flagfn::server::serve(app, listener, config.events.flush_interval, flagfn::server::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// AWS SDK settings shared by both clients: bounded timeouts, so a store or stream
+/// outage turns into a fast error (and stale flags) rather than a hung invocation.
+async fn aws() -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await
+}
+
+async fn store(config: &Config) -> Result<Arc<dyn FlagStore>, Error> {
+    Ok(match &config.flags {
+        FlagSourceConfig::Table(table) => {
+            tracing::info!(table, "flags from DynamoDB");
+            Arc::new(DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&aws().await), table))
+        }
+        FlagSourceConfig::File(path) => Arc::new(FileStore::open(path)?),
+    })
+}
+
+async fn sink(config: &Config) -> Result<Option<Arc<dyn EventSink>>, Error> {
+    let events = &config.events;
+    match (&events.stream, &events.file, config.lambda_runtime_api.is_some()) {
+        (Some(stream), _, _) => {
+            tracing::info!(stream, "evaluation events to Kinesis");
+            Ok(Some(Arc::new(KinesisSink::new(aws_sdk_kinesis::Client::new(&aws().await), stream))))
+        }
+        (None, Some(file), false) => {
+            tracing::info!(file = %file.display(), "evaluation events to a local file");
+            Ok(Some(Arc::new(FileSink::open(file)?)))
+        }
+        _ => {
+            tracing::warn!("KINESIS_STREAM_NAME is not set: evaluation events are off");
+            Ok(None)
+        }
+    }
+}

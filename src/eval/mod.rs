@@ -149,6 +149,16 @@ pub enum FlagValue<'a> {
     Key(&'a str),
 }
 
+impl serde::Serialize for FlagValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FlagValue::Bool(b) => serializer.serialize_bool(*b),
+            FlagValue::Json(v) => v.serialize(serializer),
+            FlagValue::Key(k) => serializer.serialize_str(k),
+        }
+    }
+}
+
 impl<'a> Evaluation<'a> {
     /// An evaluation of a flag that does not exist.
     pub fn not_found(key: &'a str) -> Self {

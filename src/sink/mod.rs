@@ -6,6 +6,7 @@
 
 mod file;
 mod kinesis;
+pub mod pipeline;
 
 pub use file::FileSink;
 pub use kinesis::KinesisSink;

@@ -1,5 +1,6 @@
 //! Shared integration-test harness.
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod app;
 pub mod moto;
 pub mod proxy;

@@ -1,0 +1,171 @@
+//! The HTTP API of SPEC §4, transport-neutral: the Lambda adapter (function URL and
+//! direct-invoke events) and the local server both build a [`Request`], call
+//! [`handle`], and write out the [`Response`]. One router, one code path.
+
+mod error;
+mod input;
+mod native;
+mod ofrep;
+
+pub use error::ApiError;
+pub use input::MAX_BODY_BYTES;
+
+use std::borrow::Cow;
+
+use crate::app::App;
+
+/// The HTTP methods the API distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `POST`.
+    Post,
+    /// `OPTIONS` (CORS preflight).
+    Options,
+    /// Anything else (answered 405 on known routes).
+    Other,
+}
+
+impl Method {
+    /// Parses a method name as sent on the wire (case-sensitive, as HTTP is).
+    pub fn parse(name: &str) -> Method {
+        match name {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+}
+
+/// One request, borrowed from whatever transport carried it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The method.
+    pub method: Method,
+    /// The path as sent (percent-encoded), without the query.
+    pub path: &'a str,
+    /// The raw query string, without `?`.
+    pub query: &'a str,
+    /// The `If-None-Match` header, if any.
+    pub if_none_match: Option<&'a str>,
+    /// The body (already base64-decoded).
+    pub body: &'a [u8],
+    /// The request id events carry.
+    pub request_id: &'a str,
+}
+
+/// One response: a status, a JSON body (empty for 204/304) and the few headers that
+/// vary; [`Response::headers`] adds the fixed ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body, or empty.
+    pub body: Vec<u8>,
+    /// `ETag` of an OFREP bulk evaluation.
+    pub etag: Option<String>,
+    /// `Allow` for a 405 or a preflight.
+    pub allow: Option<&'static str>,
+}
+
+/// Headers on every response: the Python handler's security headers and CORS.
+const FIXED_HEADERS: [(&str, &str); 8] = [
+    ("cache-control", "no-store"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+    ("access-control-allow-origin", "*"),
+    ("access-control-allow-methods", "GET, POST, OPTIONS"),
+    ("access-control-allow-headers", "Content-Type, Authorization, If-None-Match, X-Api-Key"),
+    ("access-control-expose-headers", "ETag"),
+];
+
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, body: Vec<u8>) -> Self {
+        Response { status, body, etag: None, allow: None }
+    }
+
+    fn empty(status: u16) -> Self {
+        Response::json(status, Vec::new())
+    }
+
+    /// Every header to send, fixed ones included.
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, Cow<'_, str>)> {
+        let content_type = (!self.body.is_empty()).then_some(("content-type", Cow::Borrowed("application/json")));
+        let etag = self.etag.as_deref().map(|e| ("etag", Cow::Borrowed(e)));
+        let allow = self.allow.map(|a| ("allow", Cow::Borrowed(a)));
+        let max_age = (self.status == 204).then_some(("access-control-max-age", Cow::Borrowed("86400")));
+        FIXED_HEADERS
+            .iter()
+            .map(|&(name, value)| (name, Cow::Borrowed(value)))
+            .chain(content_type)
+            .chain(etag)
+            .chain(allow)
+            .chain(max_age)
+    }
+}
+
+/// The routes of SPEC §4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    Health,
+    /// `GET /` — the Python service's root, same as `GET /evaluate`.
+    Root,
+    Evaluate,
+    Batch,
+    OfrepBulk,
+    /// The flag key, still percent-encoded.
+    OfrepOne(&'a str),
+}
+
+impl Route<'_> {
+    fn allow(self) -> &'static str {
+        match self {
+            Route::Health | Route::Root => "GET, OPTIONS",
+            Route::Evaluate => "GET, POST, OPTIONS",
+            Route::Batch | Route::OfrepBulk | Route::OfrepOne(_) => "POST, OPTIONS",
+        }
+    }
+}
+
+fn route(path: &str) -> Option<Route<'_>> {
+    // One trailing slash is forgiven (`/evaluate/`), as most routers do.
+    let path = if path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
+    Some(match path {
+        "/health" => Route::Health,
+        "/" | "" => Route::Root,
+        "/evaluate" => Route::Evaluate,
+        "/batch_evaluate" => Route::Batch,
+        "/ofrep/v1/evaluate/flags" => Route::OfrepBulk,
+        _ => match path.strip_prefix("/ofrep/v1/evaluate/flags/") {
+            Some(key) if !key.is_empty() && !key.contains('/') => Route::OfrepOne(key),
+            _ => return None,
+        },
+    })
+}
+
+/// Answers one request. Never panics on input; every failure is a status and a body.
+pub async fn handle(app: &App, request: Request<'_>) -> Response {
+    let Some(route) = route(request.path) else {
+        return ApiError::NotFound.native();
+    };
+    let ofrep = matches!(route, Route::OfrepBulk | Route::OfrepOne(_));
+    let fail = |error: ApiError| if ofrep { error.ofrep(None) } else { error.native() };
+    match (route, request.method) {
+        (_, Method::Options) => Response { allow: Some(route.allow()), ..Response::empty(204) },
+        (Route::Health, Method::Get) => Response::json(200, br#"{"status":"ok"}"#.to_vec()),
+        _ if request.body.len() > MAX_BODY_BYTES => fail(ApiError::PayloadTooLarge),
+        (Route::Root | Route::Evaluate, Method::Get) => native::evaluate_get(app, &request).await,
+        (Route::Evaluate, Method::Post) => native::evaluate_post(app, &request).await,
+        (Route::Batch, Method::Post) => native::batch(app, &request).await,
+        (Route::OfrepOne(key), Method::Post) => ofrep::evaluate_one(app, &request, key).await,
+        (Route::OfrepBulk, Method::Post) => ofrep::evaluate_bulk(app, &request).await,
+        _ => fail(ApiError::MethodNotAllowed(route.allow())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! The native routes, answering exactly as the Python service did (plus `value`,
+//! `version`, and `rule_id`/`stale`/`error` when they apply): `GET /evaluate`, `GET /`,
+//! `POST /evaluate`, `POST /batch_evaluate`.
+
+use serde::ser::SerializeMap;
+use serde::Serialize;
+
+use super::input::{check_flag_key, parse_body, query_params, subject, NativeBody};
+use super::{ApiError, Request, Response};
+use crate::app::{App, Outcome};
+use crate::eval::{ErrorCode, FlagValue};
+
+/// One flag's result, in the Python service's shape.
+#[derive(Serialize)]
+struct NativeResult<'a> {
+    user_id: Option<&'a str>,
+    flag_key: &'a str,
+    flag_id: Option<&'a str>,
+    enabled: bool,
+    reason: &'static str,
+    variant: Option<&'a str>,
+    value: Option<FlagValue<'a>>,
+    version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stale: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+impl<'a> NativeResult<'a> {
+    fn new(user_id: Option<&'a str>, outcome: &'a Outcome) -> Self {
+        let view = outcome.view();
+        // "Not found" is a reason here, as in Python, not an error.
+        let error = outcome.error.as_ref().filter(|(code, _)| *code != ErrorCode::FlagNotFound);
+        NativeResult {
+            user_id,
+            flag_key: outcome.key(),
+            flag_id: outcome.flag.as_deref().map(|f| f.flag_id()),
+            enabled: outcome.enabled,
+            reason: outcome.reason.as_str(),
+            variant: view.variant_key(),
+            value: view.value(),
+            version: outcome.flag.as_deref().map(|f| f.version()),
+            rule_id: view.rule_id,
+            stale: outcome.stale,
+            error_code: error.map(|(code, _)| code.as_str()),
+            error: error.map(|(_, message)| &**message),
+        }
+    }
+}
+
+/// `GET /evaluate?user_id=&flag_key=` (and `GET /`), with an optional JSON body
+/// `{"context": {...}}` as the Python service accepted.
+pub async fn evaluate_get(app: &App, request: &Request<'_>) -> Response {
+    let (user_id, flag_key) = query_params(request.query);
+    match parse_body::<NativeBody>(request.body) {
+        Ok(body) => evaluate(app, user_id, flag_key, body.context, request.request_id).await,
+        Err(error) => error.native(),
+    }
+}
+
+/// `POST /evaluate` with `{user_id, flag_key, context?}`.
+pub async fn evaluate_post(app: &App, request: &Request<'_>) -> Response {
+    match parse_body::<NativeBody>(request.body) {
+        Ok(body) => evaluate(app, body.user_id, body.flag_key, body.context, request.request_id).await,
+        Err(error) => error.native(),
+    }
+}
+
+async fn evaluate(
+    app: &App,
+    user_id: Option<String>,
+    flag_key: Option<String>,
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+    request_id: &str,
+) -> Response {
+    let Some(flag_key) = flag_key else {
+        return ApiError::BadRequest("`flag_key` is required".into()).native();
+    };
+    let subject = match check_flag_key(&flag_key, "flag_key").and_then(|()| subject(user_id, context, request_id)) {
+        Ok(subject) => subject,
+        Err(error) => return error.native(),
+    };
+    let outcomes = app.evaluate_keys(&subject, &[&flag_key]).await;
+    let Some(outcome) = outcomes.first() else {
+        return ApiError::Unavailable("no evaluation was produced".into()).native();
+    };
+    match &outcome.error {
+        Some((ErrorCode::TargetingKeyMissing, message)) => ApiError::TargetingKeyMissing(message.to_string()).native(),
+        Some((ErrorCode::General, message)) => ApiError::Unavailable(message.to_string()).native(),
+        _ => json(200, &NativeResult::new(subject.user_id.as_deref(), outcome)),
+    }
+}
+
+/// `POST /batch_evaluate` with `{user_id, flag_keys?, context?}`; no `flag_keys` means
+/// every flag.
+pub async fn batch(app: &App, request: &Request<'_>) -> Response {
+    match batch_outcomes(app, request).await {
+        Ok((user_id, outcomes)) => {
+            let all_unavailable =
+                !outcomes.is_empty() && outcomes.iter().all(|o| o.error_code() == Some(ErrorCode::General));
+            if all_unavailable {
+                let message = outcomes.first().and_then(|o| o.error.as_ref()).map(|(_, m)| m.to_string());
+                return ApiError::Unavailable(message.unwrap_or_default()).native();
+            }
+            json(200, &BatchBody { user_id: user_id.as_deref(), outcomes: &outcomes })
+        }
+        Err(error) => error.native(),
+    }
+}
+
+async fn batch_outcomes(
+    app: &App,
+    request: &Request<'_>,
+) -> Result<(Option<std::sync::Arc<str>>, Vec<Outcome>), ApiError> {
+    let body: NativeBody = parse_body(request.body)?;
+    if let Some(keys) = &body.flag_keys {
+        if keys.len() > app.max_batch_flags {
+            return Err(ApiError::BadRequest(format!("`flag_keys` names more than {} flags", app.max_batch_flags)));
+        }
+        keys.iter().try_for_each(|k| check_flag_key(k, "flag_keys[]"))?;
+    }
+    let subject = subject(body.user_id, body.context, request.request_id)?;
+    let outcomes = match &body.flag_keys {
+        Some(keys) => {
+            let mut seen = std::collections::HashSet::with_capacity(keys.len());
+            let unique: Vec<&str> = keys.iter().map(String::as_str).filter(|k| seen.insert(*k)).collect();
+            app.evaluate_keys(&subject, &unique).await
+        }
+        None => app
+            .evaluate_all(&subject)
+            .await
+            .map_err(|why| ApiError::Unavailable(format!("flag store unavailable: {why}")))?,
+    };
+    Ok((subject.user_id, outcomes))
+}
+
+/// `{"user_id": ..., "results": {flag_key: result, ...}}` in request order.
+struct BatchBody<'a> {
+    user_id: Option<&'a str>,
+    outcomes: &'a [Outcome],
+}
+
+impl Serialize for BatchBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Results<'a>(Option<&'a str>, &'a [Outcome]);
+        impl Serialize for Results<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.1.iter().map(|o| (o.key(), NativeResult::new(self.0, o))))
+            }
+        }
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("user_id", &self.user_id)?;
+        map.serialize_entry("results", &Results(self.user_id, self.outcomes))?;
+        map.end()
+    }
+}
+
+pub(super) fn json(status: u16, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => Response::json(status, bytes),
+        Err(error) => ApiError::Unavailable(format!("response could not be encoded: {error}")).native(),
+    }
+}

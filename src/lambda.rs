@@ -1,0 +1,209 @@
+//! Running inside Lambda: events in, responses out, events flushed after the response.
+//!
+//! One payload type covers both event shapes (told apart by shape, SPEC §4): a function
+//! URL event (API Gateway payload 2.0: `requestContext.http`) becomes an [`api::Request`];
+//! a direct invoke (`{"action": "evaluate" | "batch_evaluate", ...}`) becomes a `POST` of
+//! the event itself to that route. Both go through [`api::handle`], the same code the
+//! local server runs.
+//!
+//! Events: an internal extension registered for `INVOKE` waits until the handler has
+//! produced its response, then flushes the event buffer while the runtime is already
+//! posting that response — Lambda freezes the environment only when both are done, so
+//! the flush costs the caller nothing. On SIGTERM (sent at shutdown because an extension
+//! is registered) the buffer is drained within Lambda's shutdown budget.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::Notify;
+
+use crate::api::{self, ApiError, Method, Request, Response};
+use crate::app::App;
+
+/// How long the SIGTERM handler may spend draining events (Lambda allows 500 ms for a
+/// function with internal extensions only).
+const SHUTDOWN_BUDGET: Duration = Duration::from_millis(400);
+
+/// The fields of either event shape that the function reads; everything else is
+/// skipped without being copied.
+#[derive(Debug, Deserialize)]
+struct Invocation<'a> {
+    #[serde(borrow, rename = "rawPath")]
+    raw_path: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "rawQueryString")]
+    raw_query_string: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    headers: Option<Headers<'a>>,
+    #[serde(borrow, rename = "requestContext")]
+    request_context: Option<RequestContext<'a>>,
+    #[serde(borrow)]
+    body: Option<Cow<'a, str>>,
+    #[serde(rename = "isBase64Encoded", default)]
+    is_base64_encoded: bool,
+    #[serde(borrow)]
+    action: Option<Cow<'a, str>>,
+}
+
+/// Function URLs send header names in lower case.
+#[derive(Debug, Deserialize)]
+struct Headers<'a> {
+    #[serde(borrow, rename = "if-none-match")]
+    if_none_match: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestContext<'a> {
+    #[serde(borrow)]
+    http: Option<Http<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Http<'a> {
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+}
+
+/// The function URL response (payload 2.0).
+#[derive(Serialize)]
+struct UrlResponse<'a> {
+    #[serde(rename = "statusCode")]
+    status_code: u16,
+    #[serde(serialize_with = "serialize_headers")]
+    headers: &'a Response,
+    body: Cow<'a, str>,
+    #[serde(rename = "isBase64Encoded")]
+    is_base64_encoded: bool,
+}
+
+fn serialize_headers<S: serde::Serializer>(response: &&Response, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(response.headers())
+}
+
+/// Answers one invocation: `event` is the raw payload, the result is the JSON to return.
+pub async fn invoke(app: &App, event: &str, request_id: &str) -> String {
+    let invocation: Invocation<'_> = match serde_json::from_str(event) {
+        Ok(invocation) => invocation,
+        Err(error) => return unrecognised(&format!("the event does not have a known shape: {error}")),
+    };
+    if let Some(http) = invocation.request_context.as_ref().and_then(|c| c.http.as_ref()) {
+        return function_url(app, &invocation, &http.method, request_id).await;
+    }
+    let path =
+        match invocation.action.as_deref() {
+            Some("evaluate") => "/evaluate",
+            Some("batch_evaluate") => "/batch_evaluate",
+            Some(_) => return unrecognised("`action` must be \"evaluate\" or \"batch_evaluate\""),
+            None => return unrecognised(
+                "expected a function URL event or a direct invoke {\"action\": \"evaluate\" | \"batch_evaluate\", ...}",
+            ),
+        };
+    let request =
+        Request { method: Method::Post, path, query: "", if_none_match: None, body: event.as_bytes(), request_id };
+    let response = api::handle(app, request).await;
+    String::from_utf8(response.body).unwrap_or_default()
+}
+
+fn unrecognised(message: &str) -> String {
+    let response = ApiError::BadRequest(message.to_owned()).native();
+    String::from_utf8(response.body).unwrap_or_default()
+}
+
+async fn function_url(app: &App, invocation: &Invocation<'_>, method: &str, request_id: &str) -> String {
+    let body: Cow<'_, [u8]> = match (&invocation.body, invocation.is_base64_encoded) {
+        (None, _) => Cow::Borrowed(&[]),
+        (Some(text), false) => Cow::Borrowed(text.as_bytes()),
+        (Some(text), true) => match base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) {
+            Ok(bytes) => Cow::Owned(bytes),
+            Err(_) => return url_response(&ApiError::BadRequest("body is not valid base64".into()).native()),
+        },
+    };
+    let request = Request {
+        method: Method::parse(method),
+        path: invocation.raw_path.as_deref().unwrap_or("/"),
+        query: invocation.raw_query_string.as_deref().unwrap_or(""),
+        if_none_match: invocation.headers.as_ref().and_then(|h| h.if_none_match.as_deref()),
+        body: &body,
+        request_id,
+    };
+    url_response(&api::handle(app, request).await)
+}
+
+fn url_response(response: &Response) -> String {
+    let (body, is_base64_encoded) = match std::str::from_utf8(&response.body) {
+        Ok(text) => (Cow::Borrowed(text), false),
+        Err(_) => (Cow::Owned(base64::engine::general_purpose::STANDARD.encode(&response.body)), true),
+    };
+    let out = UrlResponse { status_code: response.status, headers: response, body, is_base64_encoded };
+    serde_json::to_string(&out).unwrap_or_else(|_| r#"{"statusCode":500,"body":""}"#.to_owned())
+}
+
+/// Runs the Lambda loop until the environment shuts down.
+pub async fn run(app: Arc<App>) -> Result<(), lambda_runtime::Error> {
+    let done = Arc::new(Notify::new());
+    let extension =
+        if app.events.enabled() { Some(register_flush_extension(app.clone(), done.clone()).await?) } else { None };
+    spawn_shutdown_drain(app.clone());
+    let handler = lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Box<RawValue>>| {
+        let (app, done) = (app.clone(), done.clone());
+        async move {
+            // Tell the extension the response is ready however this ends.
+            let _notify = NotifyOnDrop(&done);
+            let text = invoke(&app, event.payload.get(), &event.context.request_id).await;
+            RawValue::from_string(text).map_err(lambda_runtime::Error::from)
+        }
+    });
+    match extension {
+        Some(extension) => tokio::try_join!(lambda_runtime::run(handler), extension).map(|_| ()),
+        None => lambda_runtime::run(handler).await,
+    }
+}
+
+struct NotifyOnDrop<'a>(&'a Notify);
+
+impl Drop for NotifyOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+/// Registers the internal extension (before the runtime starts, as Lambda requires) and
+/// returns its run loop: on every INVOKE it waits for the handler, then flushes.
+async fn register_flush_extension(
+    app: Arc<App>,
+    done: Arc<Notify>,
+) -> Result<impl std::future::Future<Output = Result<(), lambda_runtime::Error>>, lambda_runtime::Error> {
+    let processor = lambda_extension::service_fn(move |_event: lambda_extension::LambdaEvent| {
+        let (app, done) = (app.clone(), done.clone());
+        async move {
+            done.notified().await;
+            let report = app.events.flush().await;
+            tracing::debug!(sent = report.sent, kept = report.kept, "events flushed after the response");
+            Ok::<(), lambda_extension::Error>(())
+        }
+    });
+    let extension = lambda_extension::Extension::new()
+        .with_extension_name("flagfn-events")
+        .with_events(&["INVOKE"])
+        .with_events_processor(processor)
+        .register()
+        .await?;
+    Ok(extension.run())
+}
+
+/// Drains the event buffer on SIGTERM, then exits.
+fn spawn_shutdown_drain(app: Arc<App>) {
+    tokio::spawn(async move {
+        let Ok(mut sigterm) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            tracing::warn!("cannot listen for SIGTERM: buffered events may be lost at shutdown");
+            return;
+        };
+        sigterm.recv().await;
+        let stats = app.events.drain(SHUTDOWN_BUDGET).await;
+        tracing::info!(sent = stats.sent, dropped = stats.dropped, left = stats.buffered, "shutdown: events drained");
+        std::process::exit(0);
+    });
+}

@@ -1,0 +1,57 @@
+//! An `App` over a flags file, with an in-memory event sink, for tests of the API and
+//! the Lambda adapter above the `FlagStore`/`EventSink` traits.
+
+use std::sync::{Arc, Mutex};
+
+use flagfn::app::App;
+use flagfn::clock::Clock;
+use flagfn::config::Config;
+use flagfn::sink::{BoxFuture, EventRecord, EventSink, FailedRecord, SinkError, SinkLimits};
+use flagfn::store::FileStore;
+
+/// Keeps every record it is sent.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    pub records: Mutex<Vec<EventRecord>>,
+}
+
+impl MemorySink {
+    /// The records so far, parsed.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let records = self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        records.iter().map(|r| serde_json::from_slice(&r.data).expect("records are JSON")).collect()
+    }
+}
+
+impl EventSink for MemorySink {
+    fn send<'a>(&'a self, records: &'a [EventRecord]) -> BoxFuture<'a, Result<Vec<FailedRecord>, SinkError>> {
+        Box::pin(async move {
+            self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(records.iter().cloned());
+            Ok(Vec::new())
+        })
+    }
+
+    fn limits(&self) -> SinkLimits {
+        SinkLimits { max_records: 500, max_bytes: 5 << 20, max_record_bytes: 1 << 20 }
+    }
+}
+
+/// Settings as a test wants them: the file given, defaults otherwise.
+pub fn config(flags_file: &str, extra: &[(&str, &str)]) -> Config {
+    let path = format!("{}/{flags_file}", env!("CARGO_MANIFEST_DIR"));
+    let vars: Vec<(String, String)> = [("FLAGS_FILE".to_owned(), path)]
+        .into_iter()
+        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).expect("valid config")
+}
+
+/// An app over `flags_file` (relative to the crate root) recording into a memory sink.
+pub fn file_app(flags_file: &str, clock: Clock) -> (Arc<App>, Arc<MemorySink>) {
+    let config = config(flags_file, &[]);
+    let path = format!("{}/{flags_file}", env!("CARGO_MANIFEST_DIR"));
+    let store = Arc::new(FileStore::open(path).expect("flags file"));
+    let sink = Arc::new(MemorySink::default());
+    let app = App::new(store, Some(sink.clone()), &config, clock);
+    (Arc::new(app), sink)
+}
