@@ -8,9 +8,10 @@
 //!   same key waits for that read instead of issuing its own (single-flight).
 //! - "No such flag" is remembered for `negative_ttl`.
 //! - A store *error* is never remembered as "no such flag". The last good value is served,
-//!   marked stale, until `ttl + stale_if_error` after it was fetched; after a failed
-//!   refresh the store is left alone for [`ERROR_BACKOFF`] so an outage does not make
-//!   every request wait on a dead store. With nothing cached, the answer is
+//!   marked stale, until `ttl + stale_if_error` after it was fetched. After a failed
+//!   store call the store is left alone for [`ERROR_BACKOFF`]: cached keys are served
+//!   stale and uncached ones fail at once, so an outage (or a hanging store) does not
+//!   make every request wait on it. With nothing cached, the answer is
 //!   [`Cached::Unavailable`] (a `GENERAL` error), never "not found".
 //! - The every-flag snapshot (a `Scan`) is cached the same way, as one unit.
 //!
@@ -30,7 +31,8 @@ use crate::eval::{FlagSet, FlagSource};
 use crate::flag::CompiledFlag;
 use crate::store::FlagStore;
 
-/// After a failed read, how long stale values are served without asking the store again.
+/// After a failed store call, how long the store is left alone (stale values are served,
+/// uncached keys fail at once).
 pub const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Most rounds of prerequisite loading (a chain deeper than this is malformed anyway).
@@ -108,8 +110,6 @@ struct Counters {
 struct Entry {
     flag: Option<Arc<CompiledFlag>>,
     fetched: Instant,
-    /// After a failed refresh: serve stale without asking the store until then.
-    retry_after: Option<Instant>,
 }
 
 /// What a flight publishes: the flags it read (`None` = not in the store) or the error.
@@ -123,7 +123,6 @@ type ScanResult = Result<Arc<FlagSet>, Arc<str>>;
 #[derive(Debug, Default)]
 struct SnapshotState {
     current: Option<(Instant, Arc<FlagSet>)>,
-    retry_after: Option<Instant>,
     flight: Option<watch::Receiver<Option<ScanResult>>>,
 }
 
@@ -138,6 +137,8 @@ pub struct FlagCache {
     /// Keys being read right now, and where their result will be published.
     flights: Mutex<HashMap<Box<str>, FlightReceiver>>,
     snapshot: Mutex<SnapshotState>,
+    /// After a failed store call: until when the store is left alone, and why it failed.
+    backoff: Mutex<Option<(Instant, Arc<str>)>>,
     stats: Counters,
 }
 
@@ -162,6 +163,7 @@ impl FlagCache {
             entries: Mutex::new(LruCache::new(config.max_entries)),
             flights: Mutex::new(HashMap::new()),
             snapshot: Mutex::new(SnapshotState::default()),
+            backoff: Mutex::new(None),
             stats: Counters::default(),
         }
     }
@@ -248,8 +250,7 @@ impl FlagCache {
             self.stats.hits.fetch_add(1, Relaxed);
             return Some(Snapshot { flags: flags.clone(), stale: false });
         }
-        let backing_off = state.retry_after.is_some_and(|t| now < t);
-        if backing_off && now < *fetched + self.config.ttl + self.config.stale_if_error {
+        if self.backing_off(now).is_some() && now < *fetched + self.config.ttl + self.config.stale_if_error {
             self.stats.stale_serves.fetch_add(1, Relaxed);
             return Some(Snapshot { flags: flags.clone(), stale: true });
         }
@@ -258,24 +259,13 @@ impl FlagCache {
 
     async fn lead_scan(&self, sender: watch::Sender<Option<ScanResult>>, now: Instant) {
         let _clear = ClearScanFlight(self);
-        self.stats.store_reads.fetch_add(1, Relaxed);
-        let result = match self.store.scan().await {
-            Ok(flags) => {
-                let set = Arc::new(FlagSet::new(flags));
-                self.insert_all(set.iter().map(|f| (Box::from(f.key()), Some(f.clone()))), now);
-                let mut state = lock(&self.snapshot);
-                state.current = Some((now, set.clone()));
-                state.retry_after = None;
-                tracing::debug!(flags = set.len(), "flag snapshot refreshed");
-                Ok(set)
-            }
-            Err(error) => {
-                self.stats.store_errors.fetch_add(1, Relaxed);
-                tracing::warn!(error = %error, "flag store scan failed");
-                lock(&self.snapshot).retry_after = Some(now + ERROR_BACKOFF);
-                Err(Arc::from(error.to_string()))
-            }
-        };
+        let result = self.call_store("scan", 0, now, self.store.scan()).await.map(|flags| {
+            let set = Arc::new(FlagSet::new(flags));
+            self.insert_all(set.iter().map(|f| (Box::from(f.key()), Some(f.clone()))), now);
+            lock(&self.snapshot).current = Some((now, set.clone()));
+            tracing::debug!(flags = set.len(), "flag snapshot refreshed");
+            set
+        });
         let _ = sender.send(Some(result));
     }
 
@@ -304,7 +294,7 @@ impl FlagCache {
         let answer = match &entry.flag {
             Some(flag) if now < entry.fetched + self.config.ttl => Some(Cached::Fresh(flag.clone())),
             None if now < entry.fetched + self.config.negative_ttl => Some(Cached::NotFound),
-            Some(flag) if entry.retry_after.is_some_and(|t| now < t) && self.servable_stale(entry, now) => {
+            Some(flag) if self.servable_stale(entry, now) && self.backing_off(now).is_some() => {
                 self.stats.stale_serves.fetch_add(1, Relaxed);
                 return Some(Cached::Stale(flag.clone()));
             }
@@ -358,12 +348,15 @@ impl FlagCache {
     /// Reads `keys` from the store, caches the answers and publishes them.
     async fn lead(&self, keys: Vec<Box<str>>, sender: FlightSender, now: Instant) {
         let _clear = ClearFlights { cache: self, keys: &keys };
-        self.stats.store_reads.fetch_add(1, Relaxed);
+        let owned: Vec<String>;
         let read = match &keys[..] {
-            [key] => self.store.get(key).await.map(|flag| flag.into_iter().collect::<Vec<_>>()),
+            [key] => {
+                let get = async { self.store.get(key).await.map(|flag| flag.into_iter().collect::<Vec<_>>()) };
+                self.call_store("read", 1, now, get).await
+            }
             _ => {
-                let owned: Vec<String> = keys.iter().map(|k| String::from(&**k)).collect();
-                self.store.get_many(&owned).await
+                owned = keys.iter().map(|k| String::from(&**k)).collect();
+                self.call_store("read", keys.len(), now, self.store.get_many(&owned)).await
             }
         };
         let result = match read {
@@ -378,25 +371,49 @@ impl FlagCache {
                 self.insert_all(found.iter().map(|(k, f)| (k.clone(), f.clone())), now);
                 Ok(Arc::new(found))
             }
-            Err(error) => {
-                self.stats.store_errors.fetch_add(1, Relaxed);
-                tracing::warn!(error = %error, keys = keys.len(), "flag store read failed");
-                let mut entries = lock(&self.entries);
-                for key in &keys {
-                    if let Some(entry) = entries.peek_mut(&**key) {
-                        entry.retry_after = Some(now + ERROR_BACKOFF);
-                    }
-                }
-                Err(Arc::from(error.to_string()))
-            }
+            Err(why) => Err(why),
         };
         let _ = sender.send(Some(result));
+    }
+
+    /// Why the store is being left alone at `now`, if it is (after a failed call).
+    fn backing_off(&self, now: Instant) -> Option<Arc<str>> {
+        lock(&self.backoff).as_ref().filter(|(until, _)| now < *until).map(|(_, why)| why.clone())
+    }
+
+    /// Calls the store unless it failed within [`ERROR_BACKOFF`] — then fails at once with
+    /// that error, so a dead or hanging store costs one call per second, not one per
+    /// request. Counts reads and errors; a failure starts the backoff, a success ends it.
+    async fn call_store<T>(
+        &self,
+        what: &'static str,
+        keys: usize,
+        now: Instant,
+        call: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    ) -> Result<T, Arc<str>> {
+        if let Some(why) = self.backing_off(now) {
+            return Err(why);
+        }
+        self.stats.store_reads.fetch_add(1, Relaxed);
+        match call.await {
+            Ok(value) => {
+                *lock(&self.backoff) = None;
+                Ok(value)
+            }
+            Err(error) => {
+                self.stats.store_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %error, keys, "flag store {what} failed; backing off for {ERROR_BACKOFF:?}");
+                let why: Arc<str> = Arc::from(error.to_string());
+                *lock(&self.backoff) = Some((now + ERROR_BACKOFF, why.clone()));
+                Err(why)
+            }
+        }
     }
 
     fn insert_all(&self, flags: impl Iterator<Item = (Box<str>, Option<Arc<CompiledFlag>>)>, now: Instant) {
         let mut entries = lock(&self.entries);
         for (key, flag) in flags {
-            let entry = Entry { flag, fetched: now, retry_after: None };
+            let entry = Entry { flag, fetched: now };
             if let Some((old_key, _)) = entries.push(key.clone(), entry) {
                 if old_key != key {
                     self.stats.evictions.fetch_add(1, Relaxed);
