@@ -8,14 +8,14 @@
 //! exponential backoff and jitter, and keeps what still failed for the next flush —
 //! until the buffer bound forces the oldest out, which is counted and logged.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-use serde_json::{Map, Value};
+use tokio::time::Instant;
 
+use super::event::{full_record, sampled_in, summaries, Pending, RequestPart};
 use super::{EventRecord, EventSink};
 use crate::app::{Outcome, Subject};
 use crate::config::EventsConfig;
@@ -26,24 +26,6 @@ const MAX_ATTEMPTS: u32 = 4;
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
 /// Longest retry delay.
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
-/// Kinesis partition keys are at most 256 characters.
-const MAX_PARTITION_KEY_CHARS: usize = 256;
-
-/// The parts of a request every event of it shares, `Arc`ed once per request.
-#[derive(Debug)]
-struct RequestPart {
-    user_id: Option<Arc<str>>,
-    context: Option<Arc<Map<String, Value>>>,
-    request_id: Arc<str>,
-    timestamp: SystemTime,
-}
-
-#[derive(Debug)]
-struct Pending {
-    request: Arc<RequestPart>,
-    outcome: Outcome,
-}
-
 #[derive(Debug, Default)]
 struct Buffer {
     /// Recorded, not yet serialized.
@@ -57,10 +39,11 @@ impl Buffer {
         self.events.len() + self.retry.len()
     }
 
-    /// Drops the oldest entries until `room` more fit under `max`; returns how many.
-    fn make_room(&mut self, room: usize, max: usize) -> u64 {
+    /// Drops the oldest entries (rejected records before recorded events) until at most
+    /// `max` are left; returns how many went.
+    fn trim(&mut self, max: usize) -> u64 {
         let mut dropped = 0;
-        while self.len() + room > max && self.len() > 0 {
+        while self.len() > max {
             if self.retry.pop_front().is_none() {
                 self.events.pop_front();
             }
@@ -172,7 +155,6 @@ impl EventPipeline {
         });
         let rate = self.config.sample_rate;
         let mut buffer = lock(&self.buffer);
-        let dropped = buffer.make_room(outcomes.len(), self.config.buffer_max);
         let mut kept = 0;
         for outcome in outcomes {
             if rate < 1.0 && !sampled_in(subject.user_id.as_deref(), outcome.key(), rate) {
@@ -181,6 +163,9 @@ impl EventPipeline {
             buffer.events.push_back(Pending { request: request.clone(), outcome: outcome.clone() });
             kept += 1;
         }
+        // Trimmed after the push, so only sampled-in events count against the bound and a
+        // request with more events than the bound keeps its newest ones.
+        let dropped = buffer.trim(self.config.buffer_max);
         drop(buffer);
         self.counters.recorded.fetch_add(kept, Relaxed);
         self.counters.sampled_out.fetch_add(outcomes.len() as u64 - kept, Relaxed);
@@ -197,6 +182,12 @@ impl EventPipeline {
     /// Sends everything buffered. Records the sink keeps rejecting, and everything after
     /// a failed call, stay buffered for the next flush.
     pub async fn flush(&self) -> FlushReport {
+        self.flush_until(None).await
+    }
+
+    /// [`EventPipeline::flush`], retrying rejected records only while a retry can start
+    /// before `deadline`.
+    async fn flush_until(&self, deadline: Option<Instant>) -> FlushReport {
         let Some(sink) = &self.sink else { return FlushReport::default() };
         let _one_at_a_time = self.flushing.lock().await;
         let unlogged = self.counters.unlogged_drops.swap(0, Relaxed);
@@ -218,26 +209,29 @@ impl EventPipeline {
         }
         self.counters.retried.fetch_add(retried as u64, Relaxed);
         let sent_before = self.counters.sent.load(Relaxed);
-        let kept = self.send_with_retries(sink.as_ref(), records).await;
+        let kept = self.send_with_retries(sink.as_ref(), records, deadline).await;
         let sent = self.counters.sent.load(Relaxed) - sent_before;
         let report = FlushReport { sent: usize::try_from(sent).unwrap_or(usize::MAX), kept: kept.len() };
         if !kept.is_empty() {
+            // The kept records are older than anything recorded during this flush, so they
+            // go back in front and are the first to go if the bound is exceeded.
             let mut buffer = lock(&self.buffer);
-            let dropped = buffer.make_room(kept.len(), self.config.buffer_max);
             for record in kept.into_iter().rev() {
                 buffer.retry.push_front(record);
             }
+            let dropped = buffer.trim(self.config.buffer_max);
             drop(buffer);
             self.count_drops(dropped);
         }
         report
     }
 
-    /// Flushes until the buffer is empty or `budget` has passed (shutdown, Ctrl-C).
+    /// Flushes until the buffer is empty or `budget` has passed (shutdown, Ctrl-C). No
+    /// retry starts after the budget; a sink call already under way is waited for.
     pub async fn drain(&self, budget: Duration) -> EventStats {
         let deadline = Instant::now() + budget;
         while lock(&self.buffer).len() > 0 && Instant::now() < deadline {
-            let report = self.flush().await;
+            let report = self.flush_until(Some(deadline)).await;
             if report.kept > 0 {
                 tokio::time::sleep(BACKOFF_BASE.min(deadline.saturating_duration_since(Instant::now()))).await;
             }
@@ -245,8 +239,14 @@ impl EventPipeline {
         self.stats()
     }
 
-    /// Sends `records`, retrying rejected ones; returns those still unsent.
-    async fn send_with_retries(&self, sink: &dyn EventSink, mut records: Vec<EventRecord>) -> Vec<EventRecord> {
+    /// Sends `records`, retrying rejected ones (while a retry can start before
+    /// `deadline`); returns those still unsent, in their original order.
+    async fn send_with_retries(
+        &self,
+        sink: &dyn EventSink,
+        mut records: Vec<EventRecord>,
+        deadline: Option<Instant>,
+    ) -> Vec<EventRecord> {
         let limits = sink.limits();
         records.retain(|r| {
             let fits = r.data.len() + r.partition_key.len() <= limits.max_record_bytes;
@@ -258,21 +258,26 @@ impl EventPipeline {
         });
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(backoff(attempt)).await;
+                let delay = backoff(attempt);
+                if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                    break;
+                }
+                tokio::time::sleep(delay).await;
                 self.counters.retried.fetch_add(records.len() as u64, Relaxed);
             }
             let mut rejected = Vec::new();
             let mut rest = records.into_iter().peekable();
             while rest.peek().is_some() {
                 let batch = take_batch(&mut rest, limits);
+                let batch_len = batch.len();
                 match sink.send(&batch).await {
                     Ok(failed) => {
-                        self.counters.sent.fetch_add((batch.len() - failed.len()) as u64, Relaxed);
                         if let Some(first) = failed.first() {
                             tracing::warn!(failed = failed.len(), code = %first.code, "sink rejected some events; retrying");
                         }
-                        let mut batch: Vec<Option<EventRecord>> = batch.into_iter().map(Some).collect();
-                        rejected.extend(failed.iter().filter_map(|f| batch.get_mut(f.index).and_then(Option::take)));
+                        let again = rejected_in_order(batch, &failed);
+                        self.counters.sent.fetch_add((batch_len - again.len()) as u64, Relaxed);
+                        rejected.extend(again);
                     }
                     Err(error) => {
                         // The sink is unreachable: keep this batch and everything after it.
@@ -304,7 +309,8 @@ impl EventPipeline {
     }
 }
 
-/// Takes as many records as one sink call may carry.
+/// Takes as many records as one sink call may carry — always at least one, so a sink
+/// declaring a zero limit cannot stall the flush.
 fn take_batch(
     records: &mut std::iter::Peekable<impl Iterator<Item = EventRecord>>,
     limits: super::SinkLimits,
@@ -313,7 +319,8 @@ fn take_batch(
     let mut bytes = 0;
     while let Some(next) = records.peek() {
         let size = next.data.len() + next.partition_key.len();
-        if batch.len() == limits.max_records || (!batch.is_empty() && bytes + size > limits.max_bytes) {
+        let full = batch.len() >= limits.max_records || bytes + size > limits.max_bytes;
+        if !batch.is_empty() && full {
             break;
         }
         bytes += size;
@@ -322,126 +329,25 @@ fn take_batch(
     batch
 }
 
+/// The records of `batch` the sink reported failed, in batch order whatever order it
+/// reported them in; duplicate and out-of-range indices are ignored.
+fn rejected_in_order(batch: Vec<EventRecord>, failed: &[super::FailedRecord]) -> Vec<EventRecord> {
+    if failed.is_empty() {
+        return Vec::new();
+    }
+    let mut is_failed = vec![false; batch.len()];
+    for f in failed {
+        if let Some(slot) = is_failed.get_mut(f.index) {
+            *slot = true;
+        }
+    }
+    batch.into_iter().zip(is_failed).filter_map(|(record, failed)| failed.then_some(record)).collect()
+}
+
 fn backoff(attempt: u32) -> Duration {
     let ceiling = BACKOFF_BASE.saturating_mul(1 << attempt.min(16)).min(BACKOFF_CAP);
     ceiling.mul_f64(fastrand::f64())
 }
 
-/// Deterministic sampling per (user, flag): the same pair is always in or always out,
-/// so an analyst sees whole histories for the sampled users. FNV-1a: stable forever.
-fn sampled_in(user_id: Option<&str>, flag_key: &str, rate: f64) -> bool {
-    if rate <= 0.0 {
-        return false;
-    }
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in user_id.unwrap_or("").bytes().chain([b':']).chain(flag_key.bytes()) {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash as f64 / u64::MAX as f64) < rate
-}
-
-/// `timestamp` as RFC 3339 UTC with microseconds (what Python's isoformat gave, plus `Z`).
-fn rfc3339(at: SystemTime) -> String {
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
-    time::OffsetDateTime::from(at).format(&format).unwrap_or_default()
-}
-
-/// A Kinesis partition key: the user id, hashed when longer than Kinesis allows; the
-/// request id when there is no user.
-fn partition_key(user_id: Option<&str>, request_id: &str) -> String {
-    match user_id {
-        Some(id) if !id.is_empty() && id.chars().count() <= MAX_PARTITION_KEY_CHARS => id.to_owned(),
-        Some(id) if !id.is_empty() => format!("{:032x}", xxhash_rust::xxh3::xxh3_128(id.as_bytes())),
-        _ if !request_id.is_empty() => request_id.chars().take(MAX_PARTITION_KEY_CHARS).collect(),
-        _ => "-".to_owned(),
-    }
-}
-
-/// The Python service's event, plus `version` and `request_id` (SPEC §7).
-#[derive(Serialize)]
-struct FullEvent<'a> {
-    event_type: &'static str,
-    timestamp: String,
-    user_id: Option<&'a str>,
-    flag_id: &'a str,
-    flag_key: &'a str,
-    enabled: bool,
-    reason: &'static str,
-    variant: Option<&'a str>,
-    context: Option<&'a Map<String, Value>>,
-    version: u64,
-    request_id: &'a str,
-}
-
-fn full_record(pending: &Pending) -> Option<EventRecord> {
-    let (request, outcome) = (&pending.request, &pending.outcome);
-    let view = outcome.view();
-    let event = FullEvent {
-        event_type: "feature_flag_evaluation",
-        timestamp: rfc3339(request.timestamp),
-        user_id: request.user_id.as_deref(),
-        flag_id: view.flag_id(),
-        flag_key: outcome.key(),
-        enabled: outcome.enabled,
-        reason: outcome.reason.as_str(),
-        variant: view.variant_key(),
-        context: request.context.as_deref(),
-        version: view.version(),
-        request_id: &request.request_id,
-    };
-    let data = serde_json::to_vec(&event).ok()?;
-    Some(EventRecord { partition_key: partition_key(request.user_id.as_deref(), &request.request_id), data })
-}
-
-/// One record per (flag, version, variant, enabled, reason) in the flush window.
-#[derive(Serialize)]
-struct SummaryEvent<'a> {
-    event_type: &'static str,
-    flag_key: &'a str,
-    flag_id: &'a str,
-    version: u64,
-    variant: Option<&'a str>,
-    enabled: bool,
-    reason: &'static str,
-    count: u64,
-    window_start: String,
-    window_end: String,
-}
-
-fn summaries(events: &VecDeque<Pending>) -> Vec<EventRecord> {
-    type Key<'a> = (&'a str, u64, Option<&'a str>, bool, &'static str);
-    let mut groups: HashMap<Key<'_>, (u64, &str)> = HashMap::new();
-    let (mut start, mut end) = (None::<SystemTime>, None::<SystemTime>);
-    for pending in events {
-        let view = pending.outcome.view();
-        let key = (pending.outcome.key(), view.version(), view.variant_key(), view.enabled, view.reason.as_str());
-        groups.entry(key).or_insert((0, view.flag_id())).0 += 1;
-        let at = pending.request.timestamp;
-        start = Some(start.map_or(at, |s| s.min(at)));
-        end = Some(end.map_or(at, |e| e.max(at)));
-    }
-    let (Some(start), Some(end)) = (start, end) else { return Vec::new() };
-    let (window_start, window_end) = (rfc3339(start), rfc3339(end));
-    let mut records: Vec<EventRecord> = groups
-        .into_iter()
-        .filter_map(|((flag_key, version, variant, enabled, reason), (count, flag_id))| {
-            let event = SummaryEvent {
-                event_type: "feature_flag_summary",
-                flag_key,
-                flag_id,
-                version,
-                variant,
-                enabled,
-                reason,
-                count,
-                window_start: window_start.clone(),
-                window_end: window_end.clone(),
-            };
-            let data = serde_json::to_vec(&event).ok()?;
-            Some(EventRecord { partition_key: partition_key(Some(flag_key), ""), data })
-        })
-        .collect();
-    records.sort_by(|a, b| a.data.cmp(&b.data));
-    records
-}
+#[cfg(test)]
+mod tests;
