@@ -6,17 +6,20 @@
 //! the event itself to that route. Both go through [`api::handle`], the same code the
 //! local server runs.
 //!
-//! Events: an internal extension registered for `INVOKE` waits until the handler has
-//! produced its response, then flushes the event buffer while the runtime is already
-//! posting that response — Lambda freezes the environment only when both are done, so
-//! the flush costs the caller nothing. On SIGTERM (sent at shutdown because an extension
-//! is registered) the buffer is drained within Lambda's shutdown budget.
+//! Events: an internal extension registered for `INVOKE` waits until the runtime has
+//! handed the invocation's response to the Runtime API (Lambda has it and returns it to
+//! the caller), then flushes the event buffer. Lambda freezes the environment only when
+//! the extension asks for its next event, so the flush is never lost and costs the caller
+//! nothing. On SIGTERM (sent at shutdown because an extension is registered) the buffer is
+//! drained within Lambda's shutdown budget.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use lambda_runtime::tower::layer::layer_fn;
+use lambda_runtime::tower::util::MapFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
@@ -143,43 +146,61 @@ fn url_response(response: &Response) -> String {
 
 /// Runs the Lambda loop until the environment shuts down.
 pub async fn run(app: Arc<App>) -> Result<(), lambda_runtime::Error> {
-    let done = Arc::new(Notify::new());
+    let responded = Arc::new(Notify::new());
     let extension =
-        if app.events.enabled() { Some(register_flush_extension(app.clone(), done.clone()).await?) } else { None };
+        if app.events.enabled() { Some(register_flush_extension(app.clone(), responded.clone()).await?) } else { None };
     spawn_shutdown_drain(app.clone());
     let handler = lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Box<RawValue>>| {
-        let (app, done) = (app.clone(), done.clone());
+        let app = app.clone();
         async move {
-            // Tell the extension the response is ready however this ends.
-            let _notify = NotifyOnDrop(&done);
             let text = invoke(&app, event.payload.get(), &event.context.request_id).await;
             RawValue::from_string(text).map_err(lambda_runtime::Error::from)
         }
     });
+    // What `lambda_runtime::run` builds (a span per invocation), plus the layer below.
+    let runtime = lambda_runtime::Runtime::new(handler).layer(lambda_runtime::layers::TracingLayer::new());
     match extension {
-        Some(extension) => tokio::try_join!(lambda_runtime::run(handler), extension).map(|_| ()),
-        None => lambda_runtime::run(handler).await,
+        Some(extension) => {
+            // The outermost layer wraps the whole invocation — the handler *and* posting its
+            // answer to the Runtime API — so the extension hears of it only once Lambda has
+            // the response, however the invocation ended (answer, error or panic).
+            let runtime = runtime.layer(layer_fn(move |inner| {
+                let responded = responded.clone();
+                MapFuture::new(inner, move |invocation| {
+                    let notify = NotifyOnDrop(responded.clone());
+                    async move {
+                        let _notify = notify;
+                        invocation.await
+                    }
+                })
+            }));
+            tokio::try_join!(runtime.run(), extension).map(|_| ())
+        }
+        None => runtime.run().await,
     }
 }
 
-struct NotifyOnDrop<'a>(&'a Notify);
+/// Wakes the flush extension when dropped: the end of one invocation, whatever its outcome.
+struct NotifyOnDrop(Arc<Notify>);
 
-impl Drop for NotifyOnDrop<'_> {
+impl Drop for NotifyOnDrop {
     fn drop(&mut self) {
+        // A permit is stored if the extension is not waiting yet, so it cannot be missed.
         self.0.notify_one();
     }
 }
 
 /// Registers the internal extension (before the runtime starts, as Lambda requires) and
-/// returns its run loop: on every INVOKE it waits for the handler, then flushes.
+/// returns its run loop: on every INVOKE it waits until the response has been posted,
+/// then flushes; it asks for the next event (letting Lambda freeze) only after that.
 async fn register_flush_extension(
     app: Arc<App>,
-    done: Arc<Notify>,
+    responded: Arc<Notify>,
 ) -> Result<impl std::future::Future<Output = Result<(), lambda_runtime::Error>>, lambda_runtime::Error> {
     let processor = lambda_extension::service_fn(move |_event: lambda_extension::LambdaEvent| {
-        let (app, done) = (app.clone(), done.clone());
+        let (app, responded) = (app.clone(), responded.clone());
         async move {
-            done.notified().await;
+            responded.notified().await;
             let report = app.events.flush().await;
             tracing::debug!(sent = report.sent, kept = report.kept, "events flushed after the response");
             Ok::<(), lambda_extension::Error>(())
@@ -202,7 +223,10 @@ fn spawn_shutdown_drain(app: Arc<App>) {
             return;
         };
         sigterm.recv().await;
-        let stats = app.events.drain(SHUTDOWN_BUDGET).await;
+        // drain() stops retrying at its budget; the timeout also cuts a sink call that is
+        // still in flight, so the process exits before Lambda's shutdown deadline.
+        let drained = tokio::time::timeout(SHUTDOWN_BUDGET, app.events.drain(SHUTDOWN_BUDGET)).await;
+        let stats = drained.unwrap_or_else(|_| app.events.stats());
         tracing::info!(sent = stats.sent, dropped = stats.dropped, left = stats.buffered, "shutdown: events drained");
         std::process::exit(0);
     });
