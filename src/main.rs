@@ -39,10 +39,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// Crates that log request or response payloads (events, records: user ids) at
+/// debug/trace level. They are capped at `info` whatever `RUST_LOG` asks for, so no log
+/// level ever puts user data in the logs.
+const PAYLOAD_LOGGING_CRATES: [&str; 12] = [
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "lambda_extension",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_sdk_dynamodb",
+    "aws_sdk_kinesis",
+    "hyper",
+    "hyper_util",
+    "h2",
+];
+
+/// The log filter: `RUST_LOG`'s directives, minus any that would raise a
+/// payload-logging crate above `info`, plus `info` caps for those crates.
+fn log_filter(requested: &str) -> String {
+    let kept = requested.split(',').map(str::trim).filter(|d| !d.is_empty()).filter(|directive| {
+        let target = directive.split(['=', '[']).next().unwrap_or("");
+        !PAYLOAD_LOGGING_CRATES.iter().any(|c| target == *c || target.starts_with(&format!("{c}::")))
+    });
+    let caps = PAYLOAD_LOGGING_CRATES.iter().map(|c| format!("{c}=info"));
+    kept.map(str::to_owned).chain(caps).collect::<Vec<_>>().join(",")
+}
+
 /// JSON lines in Lambda (the template sets `LogFormat: JSON`), readable text locally.
 fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(&config.log_filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter("info")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if config.lambda_runtime_api.is_some() {
         builder.json().flatten_event(true).with_current_span(false).with_target(false).init();
@@ -98,5 +127,19 @@ async fn sink(config: &Config) -> Result<Option<Arc<dyn EventSink>>, Error> {
             tracing::warn!("KINESIS_STREAM_NAME is not set: evaluation events are off");
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn payload_logging_crates_are_capped_at_info_whatever_rust_log_says() {
+        let filter = log_filter("trace,lambda_runtime=trace,aws_smithy_runtime::client=debug,flagfn=debug");
+        assert!(filter.starts_with("trace,flagfn=debug,"), "{filter}");
+        assert!(!filter.contains("lambda_runtime=trace") && !filter.contains("aws_smithy_runtime::client=debug"));
+        assert!(filter.contains("lambda_runtime=info") && filter.contains("aws_smithy_runtime=info"));
+        assert!(tracing_subscriber::EnvFilter::try_new(filter).is_ok());
     }
 }
