@@ -5,19 +5,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{KeyType, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use common::dynamo::{client, create_table, put_flags, seed_with_boto3, shared_moto, Operations};
 use common::moto::{sdk_config_for, unique_name, Moto};
 use common::proxy::Proxy;
 use flagfn::eval::{bucket, EvalInput, Evaluator, FlagSet, NoFlags};
@@ -26,123 +19,6 @@ use flagfn::store::{DynamoDbStore, FlagStore, StoreError};
 use serde_json::{json, Map, Value};
 
 const BATCH_GET: &str = "DynamoDB_20120810.BatchGetItem";
-
-/// One moto for the tests that share it, killed when the last of them finishes (a
-/// `static` would never be dropped and would leak the process).
-fn shared_moto() -> Arc<Moto> {
-    static SHARED: Mutex<Weak<Moto>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(moto) = shared.upgrade() {
-        return moto;
-    }
-    let moto = Arc::new(Moto::start());
-    *shared = Arc::downgrade(&moto);
-    moto
-}
-
-/// Counts the DynamoDB operations a client really executes, by name, from inside the
-/// SDK (once per operation, not per retry attempt, when its request is built).
-#[derive(Debug, Clone, Default)]
-struct Operations(Arc<Mutex<BTreeMap<String, usize>>>);
-
-impl Operations {
-    fn snapshot(&self) -> BTreeMap<String, usize> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    fn count(&self, operation: &str) -> usize {
-        self.snapshot().get(operation).copied().unwrap_or(0)
-    }
-}
-
-impl Intercept for Operations {
-    fn name(&self) -> &'static str {
-        "OperationCounter"
-    }
-
-    fn read_before_serialization(
-        &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let name = cfg.load::<Metadata>().map_or("unknown", Metadata::name).to_owned();
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner).entry(name).or_default() += 1;
-        Ok(())
-    }
-}
-
-/// A client for `endpoint` with `operations` counting its calls. Retries are few and
-/// quick and timeouts short, so a dead server fails a test in seconds, not minutes.
-async fn client(endpoint: &str, operations: &Operations) -> Client {
-    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config_for(endpoint).await)
-        .interceptor(operations.clone())
-        .retry_config(
-            aws_smithy_types::retry::RetryConfig::standard()
-                .with_max_attempts(2)
-                .with_initial_backoff(Duration::from_millis(10)),
-        )
-        .timeout_config(
-            aws_smithy_types::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .build(),
-        )
-        .build();
-    Client::from_conf(config)
-}
-
-async fn create_table(client: &Client, table: &str) {
-    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, ScalarAttributeType};
-    client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(KeySchemaElement::builder().attribute_name("key").key_type(KeyType::Hash).build().unwrap())
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("key")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("CreateTable");
-}
-
-/// Bulk writes with the Rust SDK (`BatchWriteItem`, 25 per call), for tests about
-/// volume rather than item shape.
-async fn put_flags(client: &Client, table: &str, flags: &[Value]) {
-    for chunk in flags.chunks(25) {
-        let requests = chunk
-            .iter()
-            .map(|flag| {
-                let item = serde_dynamo::to_item(flag).expect("flag as item");
-                WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item)).build().unwrap()).build()
-            })
-            .collect();
-        let output = client.batch_write_item().request_items(table, requests).send().await.expect("BatchWriteItem");
-        assert!(output.unprocessed_items.unwrap_or_default().is_empty(), "moto left writes unprocessed");
-    }
-}
-
-/// Writes `flags` with boto3 (`Table.put_item`, numbers loaded as `Decimal`), as the
-/// Python service did.
-fn seed_with_boto3(endpoint: &str, table: &str, flags: &Value) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new(format!("{root}/.venv/bin/python"))
-        .arg(format!("{root}/tests/support/seed_dynamodb.py"))
-        .args(["--endpoint", endpoint, "--table", table, "--create"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run .venv/bin/python (run `make venv`)");
-    let stdin = child.stdin.take().expect("stdin");
-    serde_json::to_writer(stdin, flags).expect("flags to the seeder");
-    let output = child.wait_with_output().expect("seeder");
-    assert!(output.status.success(), "seed_dynamodb.py failed: {}", String::from_utf8_lossy(&output.stderr));
-}
 
 fn keys_of(flags: &[Arc<CompiledFlag>]) -> Vec<String> {
     let mut keys: Vec<String> = flags.iter().map(|f| f.key().to_owned()).collect();

@@ -46,6 +46,16 @@ pub fn config(flags_file: &str, extra: &[(&str, &str)]) -> Config {
     Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).expect("valid config")
 }
 
+/// Settings for an app over the DynamoDB table `table`, defaults otherwise (`extra`
+/// sets e.g. `CACHE_TTL_SECONDS`).
+pub fn table_config(table: &str, extra: &[(&str, &str)]) -> Config {
+    let vars: Vec<(String, String)> = [("FLAGS_TABLE".to_owned(), table.to_owned())]
+        .into_iter()
+        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).expect("valid config")
+}
+
 /// An app over `flags_file` (relative to the crate root) recording into a memory sink.
 pub fn file_app(flags_file: &str, clock: Clock) -> (Arc<App>, Arc<MemorySink>) {
     let config = config(flags_file, &[]);

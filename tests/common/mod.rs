@@ -2,5 +2,8 @@
 #![allow(dead_code)] // each test binary uses a different part of it
 
 pub mod app;
+pub mod dynamo;
+pub mod kinesis;
 pub mod moto;
 pub mod proxy;
+pub mod runtime_api;
