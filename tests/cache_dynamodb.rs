@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
-use common::dynamo::{client, dynamo_app, put_flags, seed_with_boto3, shared_moto, Operations};
+use common::dynamo::{client, dynamo_app, put_flags, seed_with_boto3, Operations};
+use common::moto::shared_moto;
 use common::moto::{unique_name, Moto};
 use common::proxy::Proxy;
 use flagfn::api::{handle, Method, Request};

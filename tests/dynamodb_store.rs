@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use common::dynamo::{client, create_table, put_flags, seed_with_boto3, shared_moto, Operations};
+use common::dynamo::{client, create_table, put_flags, seed_with_boto3, Operations};
+use common::moto::shared_moto;
 use common::moto::{sdk_config_for, unique_name, Moto};
 use common::proxy::Proxy;
 use flagfn::eval::{bucket, EvalInput, Evaluator, FlagSet, NoFlags};

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::kinesis::{client, create_stream, read_all, shared_moto, throttle_first, PUT_RECORDS};
+use common::kinesis::{client, create_stream, read_all, throttle_first, PUT_RECORDS};
+use common::moto::shared_moto;
 use common::moto::{unique_name, Moto};
 use common::proxy::{Fault, Proxy};
 use flagfn::api::{handle, Method, Request};

@@ -6,7 +6,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::kinesis::{client, create_stream, read_all, shared_moto, throttle_first, PUT_RECORDS, THROTTLED};
+use common::kinesis::{client, create_stream, read_all, throttle_first, PUT_RECORDS, THROTTLED};
+use common::moto::shared_moto;
 use common::moto::{unique_name, Moto};
 use common::proxy::{Fault, Proxy};
 use flagfn::sink::{EventRecord, EventSink, FailedRecord, KinesisSink, SinkError};

@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_dynamodb::types::{KeyType, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
@@ -21,20 +20,7 @@ use flagfn::store::DynamoDbStore;
 use serde_json::Value;
 
 use super::app::{table_config, MemorySink};
-use super::moto::{sdk_config_for, Moto};
-
-/// One moto for the tests that share it, killed when the last of them finishes (a
-/// `static` would never be dropped and would leak the process).
-pub fn shared_moto() -> Arc<Moto> {
-    static SHARED: Mutex<Weak<Moto>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(moto) = shared.upgrade() {
-        return moto;
-    }
-    let moto = Arc::new(Moto::start());
-    *shared = Arc::downgrade(&moto);
-    moto
-}
+use super::moto::fast_sdk_config;
 
 /// Counts the DynamoDB operations a client really executes, by name, from inside the
 /// SDK (once per operation, not per retry attempt, when its request is built).
@@ -75,22 +61,11 @@ impl Intercept for Operations {
     }
 }
 
-/// A client for `endpoint` with `operations` counting its calls. Retries are few and
-/// quick and timeouts short, so a dead server fails a test in seconds, not minutes.
+/// A client for `endpoint` with `operations` counting its calls; it fails fast
+/// ([`fast_sdk_config`]) so a dead server fails a test in seconds, not minutes.
 pub async fn client(endpoint: &str, operations: &Operations) -> Client {
-    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config_for(endpoint).await)
+    let config = aws_sdk_dynamodb::config::Builder::from(&fast_sdk_config(endpoint).await)
         .interceptor(operations.clone())
-        .retry_config(
-            aws_smithy_types::retry::RetryConfig::standard()
-                .with_max_attempts(2)
-                .with_initial_backoff(Duration::from_millis(10)),
-        )
-        .timeout_config(
-            aws_smithy_types::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .build(),
-        )
         .build();
     Client::from_conf(config)
 }

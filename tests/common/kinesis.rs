@@ -3,15 +3,13 @@
 //! throttles records the way Kinesis does.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
 
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamMode, StreamModeDetails};
 use aws_sdk_kinesis::Client;
 use flagfn::sink::EventRecord;
 use serde_json::{json, Value};
 
-use super::moto::{sdk_config_for, Moto};
+use super::moto::fast_sdk_config;
 use super::proxy::Proxy;
 
 /// The `X-Amz-Target` of a `PutRecords` call.
@@ -19,36 +17,10 @@ pub const PUT_RECORDS: &str = "Kinesis_20131202.PutRecords";
 /// The code Kinesis gives a record bound for a shard over its limit.
 pub const THROTTLED: &str = "ProvisionedThroughputExceededException";
 
-/// One moto for the tests that share it, killed when the last of them finishes (a
-/// `static` would never be dropped and would leak the process).
-pub fn shared_moto() -> Arc<Moto> {
-    static SHARED: Mutex<Weak<Moto>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(moto) = shared.upgrade() {
-        return moto;
-    }
-    let moto = Arc::new(Moto::start());
-    *shared = Arc::downgrade(&moto);
-    moto
-}
-
-/// A client for `endpoint` with few, quick retries and short timeouts, so an outage
-/// fails a test in seconds.
+/// A client for `endpoint` that fails fast ([`fast_sdk_config`]), so an outage fails a
+/// test in seconds.
 pub async fn client(endpoint: &str) -> Client {
-    let config = aws_sdk_kinesis::config::Builder::from(&sdk_config_for(endpoint).await)
-        .retry_config(
-            aws_smithy_types::retry::RetryConfig::standard()
-                .with_max_attempts(2)
-                .with_initial_backoff(Duration::from_millis(10)),
-        )
-        .timeout_config(
-            aws_smithy_types::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .build(),
-        )
-        .build();
-    Client::from_conf(config)
+    Client::new(&fast_sdk_config(endpoint).await)
 }
 
 /// Creates an ON_DEMAND stream (four shards in moto) and returns its ARN.

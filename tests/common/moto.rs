@@ -101,6 +101,41 @@ pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// SDK configuration for `endpoint` that fails fast: few, quick retries and short
+/// timeouts, so an outage fails a test in seconds, not minutes.
+pub async fn fast_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_smithy_types::retry::RetryConfig;
+    use aws_smithy_types::timeout::TimeoutConfig;
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "flagfn-tests"))
+        .retry_config(RetryConfig::standard().with_max_attempts(2).with_initial_backoff(Duration::from_millis(10)))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// One moto for the tests of a binary that share it, killed when the last of them
+/// finishes (a `static` would never be dropped and would leak the process).
+pub fn shared_moto() -> std::sync::Arc<Moto> {
+    use std::sync::{Arc, Mutex, PoisonError, Weak};
+    static SHARED: Mutex<Weak<Moto>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(moto) = shared.upgrade() {
+        return moto;
+    }
+    let moto = Arc::new(Moto::start());
+    *shared = Arc::downgrade(&moto);
+    moto
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
