@@ -7,29 +7,36 @@
 
 use md5::{Digest, Md5};
 
-/// Largest `"{id}{suffix}"` hashed from a stack buffer; longer inputs (ids up to the
-/// 1 KiB request limit) are streamed into the hasher instead, with the same result.
-const STACK_BYTES: usize = 192;
+/// MD5's initial state (RFC 1321).
+const MD5_INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+
+/// Longest message that fits one padded MD5 block (64 bytes less the 0x80 marker and
+/// the 8-byte length): every realistic `"{user}:{flag}"` string.
+const ONE_BLOCK: usize = 55;
 
 /// The divisor of the variant formula: `h / 4294967295.0`, exactly as in Python.
 const MAX_HASH: f64 = 4_294_967_295.0;
 
 /// `h("{id}{suffix}")`: the first four bytes of the MD5 digest as a little-endian u32.
+///
+/// Up to 55 bytes the message is padded into one 64-byte block on the stack and run
+/// through MD5's compression function once; the first digest word *is* the answer, so
+/// there is no hasher state, no second copy and no finalization. Longer inputs (ids up
+/// to the 1 KiB request limit) are streamed through the standard hasher.
 pub fn hash(id: &str, suffix: &[u8]) -> u32 {
-    let id = id.as_bytes();
-    let digest = if id.len() + suffix.len() <= STACK_BYTES {
-        // One contiguous block: the cheapest way through the hasher.
-        let mut buf = [0u8; STACK_BYTES];
-        buf[..id.len()].copy_from_slice(id);
-        buf[id.len()..id.len() + suffix.len()].copy_from_slice(suffix);
-        Md5::digest(&buf[..id.len() + suffix.len()])
-    } else {
-        let mut hasher = Md5::new();
-        hasher.update(id);
-        hasher.update(suffix);
-        hasher.finalize()
-    };
-    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
+    let (id, len) = (id.as_bytes(), id.len() + suffix.len());
+    if len > ONE_BLOCK {
+        let digest = Md5::new().chain_update(id).chain_update(suffix).finalize();
+        return u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    }
+    let mut block = [0u8; 64];
+    block[..id.len()].copy_from_slice(id);
+    block[id.len()..len].copy_from_slice(suffix);
+    block[len] = 0x80;
+    block[56..].copy_from_slice(&((len as u64) * 8).to_le_bytes());
+    let mut state = MD5_INIT;
+    md5::block_api::compress(&mut state, &[block]);
+    state[0]
 }
 
 /// The rollout bucket, `h("{id}:{flag_key}") % 100`, in `0..100`.
@@ -82,18 +89,15 @@ mod tests {
     }
 
     #[test]
-    fn stack_and_streamed_paths_agree() {
-        let long_id = "u".repeat(STACK_BYTES * 3);
-        let suffix = rollout_suffix("my-flag");
-        let mut hasher = Md5::new();
-        hasher.update(format!("{long_id}:my-flag").as_bytes());
-        let d = hasher.finalize();
-        assert_eq!(hash(&long_id, &suffix), u32::from_le_bytes([d[0], d[1], d[2], d[3]]));
-        // Exactly at the boundary, and one byte over it.
-        for extra in [0, 1] {
-            let id = "x".repeat(STACK_BYTES - suffix.len() + extra);
-            let d = Md5::digest(format!("{id}:my-flag").as_bytes());
-            assert_eq!(hash(&id, &suffix), u32::from_le_bytes([d[0], d[1], d[2], d[3]]));
+    fn the_one_block_path_agrees_with_the_standard_hasher_at_every_length() {
+        // Around and beyond the one-block limit, and with multi-byte characters.
+        for len in 0..=200 {
+            for (id_len, unit) in [(len, "u"), (len / 2, "é")] {
+                let id = unit.repeat(id_len);
+                let suffix = rollout_suffix("my-flag");
+                let d = Md5::digest(format!("{id}:my-flag").as_bytes());
+                assert_eq!(hash(&id, &suffix), u32::from_le_bytes([d[0], d[1], d[2], d[3]]), "{id_len} × {unit}");
+            }
         }
     }
 

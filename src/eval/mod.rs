@@ -224,9 +224,6 @@ impl<'a> Evaluation<'a> {
     }
 }
 
-/// Longest chain of flags held while following prerequisites (the root plus depth).
-const CHAIN: usize = MAX_PREREQUISITE_DEPTH + 1;
-
 /// Evaluates flags for one user and context, sharing both across many flags and
 /// memoising prerequisite outcomes within the call (a batch is one `Evaluator`).
 pub struct Evaluator<'a, 'c, S: ?Sized> {
@@ -253,12 +250,10 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
 
     /// Evaluates one flag.
     pub fn evaluate(&mut self, flag: &'a CompiledFlag) -> Evaluation<'a> {
-        let mut chain = Chain { keys: [""; CHAIN], len: 1 };
-        chain.keys[0] = flag.key();
-        self.eval_flag(flag, &mut chain)
+        self.eval_flag(flag, &Chain { key: flag.key(), depth: 0, parent: None })
     }
 
-    fn eval_flag(&mut self, flag: &'a CompiledFlag, chain: &mut Chain<'a>) -> Evaluation<'a> {
+    fn eval_flag(&mut self, flag: &'a CompiledFlag, chain: &Chain<'_, 'a>) -> Evaluation<'a> {
         let key = flag.key();
         let body = match flag.body() {
             Ok(body) => body,
@@ -383,24 +378,21 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
         self.user_id().map(BucketId::Str)
     }
 
-    fn prerequisite_holds(&mut self, p: &'a Prerequisite, chain: &mut Chain<'a>) -> Result<bool, EvalError<'a>> {
+    fn prerequisite_holds(&mut self, p: &'a Prerequisite, chain: &Chain<'_, 'a>) -> Result<bool, EvalError<'a>> {
         let key: &'a str = &p.key;
         let (enabled, variant) = match self.memo.iter().find(|m| m.0 == key) {
             Some(&(_, enabled, variant)) => (enabled, variant),
             None => {
-                if chain.keys[..chain.len].contains(&key) {
+                if chain.contains(key) {
                     return Err(chain.broken(key, "prerequisite cycle"));
                 }
-                if chain.len > MAX_PREREQUISITE_DEPTH {
+                if chain.depth >= MAX_PREREQUISITE_DEPTH {
                     return Err(chain.broken(key, "prerequisite chain deeper than 8"));
                 }
                 let Some(flag) = self.source.flag(key) else {
                     return Ok(false); // a missing prerequisite fails it
                 };
-                chain.keys[chain.len] = key;
-                chain.len += 1;
-                let result = self.eval_flag(flag, chain);
-                chain.len -= 1;
+                let result = self.eval_flag(flag, &Chain { key, depth: chain.depth + 1, parent: Some(chain) });
                 match result.error {
                     Some(e) if e.broken_chain || e.code == ErrorCode::TargetingKeyMissing => return Err(e),
                     Some(_) => return Ok(false),
@@ -415,15 +407,28 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
     }
 }
 
-/// The chain of flags being evaluated through prerequisites (no heap: depth ≤ 8).
-struct Chain<'a> {
-    keys: [&'a str; CHAIN],
-    len: usize,
+/// The chain of flags being evaluated through prerequisites: one link per level on the
+/// stack, so a flag without prerequisites pays nothing for it.
+struct Chain<'p, 'a> {
+    key: &'a str,
+    /// Prerequisite levels below the flag asked for (0 for that flag).
+    depth: usize,
+    parent: Option<&'p Chain<'p, 'a>>,
 }
 
-impl<'a> Chain<'a> {
+impl<'a> Chain<'_, 'a> {
+    fn links(&self) -> impl Iterator<Item = &Chain<'_, 'a>> {
+        std::iter::successors(Some(self), |link| link.parent)
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.links().any(|link| link.key == key)
+    }
+
     fn broken(&self, next: &str, what: &str) -> EvalError<'a> {
-        let path: Vec<&str> = self.keys[..self.len].iter().copied().chain([next]).collect();
+        let mut path: Vec<&str> = self.links().map(|link| link.key).collect();
+        path.reverse();
+        path.push(next);
         let mut error = EvalError::new(ErrorCode::ParseError, format!("{what}: {}", path.join(" → ")));
         error.broken_chain = true;
         error

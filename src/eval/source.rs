@@ -1,6 +1,5 @@
 //! Where the evaluator finds other flags (for prerequisites and batches).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::flag::CompiledFlag;
@@ -23,54 +22,53 @@ impl FlagSource for NoFlags {
 }
 
 /// An immutable set of compiled flags by key: a flags file, a table scan, or the flags
-/// one request needs. Flags are `Arc`ed so a set can share them with the cache.
+/// one request needs. Flags are `Arc`ed so a set can share them with the cache; they are
+/// kept in key order (sorted once, when the set is built) for stable every-flag answers.
 #[derive(Debug, Default, Clone)]
 pub struct FlagSet {
-    flags: HashMap<Box<str>, Arc<CompiledFlag>>,
+    /// Sorted by key, one flag per key.
+    sorted: Vec<Arc<CompiledFlag>>,
+    /// Key → position in `sorted`. foldhash: evaluation looks keys up on hot paths.
+    index: foldhash::HashMap<Box<str>, usize>,
 }
 
 impl FlagSet {
     /// Builds a set; a later flag with the same key replaces an earlier one.
     pub fn new(flags: impl IntoIterator<Item = Arc<CompiledFlag>>) -> Self {
-        FlagSet { flags: flags.into_iter().map(|f| (Box::from(f.key()), f)).collect() }
-    }
-
-    /// Adds (or replaces) one flag.
-    pub fn insert(&mut self, flag: Arc<CompiledFlag>) {
-        self.flags.insert(Box::from(flag.key()), flag);
+        let mut by_key: foldhash::HashMap<Box<str>, Arc<CompiledFlag>> = foldhash::HashMap::default();
+        for flag in flags {
+            by_key.insert(Box::from(flag.key()), flag);
+        }
+        let mut sorted: Vec<Arc<CompiledFlag>> = by_key.into_values().collect();
+        sorted.sort_unstable_by(|a, b| a.key().cmp(b.key()));
+        let index = sorted.iter().enumerate().map(|(i, f)| (Box::from(f.key()), i)).collect();
+        FlagSet { sorted, index }
     }
 
     /// The flag under `key`, shared.
     pub fn get(&self, key: &str) -> Option<&Arc<CompiledFlag>> {
-        self.flags.get(key)
+        self.index.get(key).map(|&i| &self.sorted[i])
     }
 
     /// Number of flags.
     pub fn len(&self) -> usize {
-        self.flags.len()
+        self.sorted.len()
     }
 
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.flags.is_empty()
+        self.sorted.is_empty()
     }
 
-    /// All flags, in no particular order.
+    /// All flags, in key order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<CompiledFlag>> {
-        self.flags.values()
-    }
-
-    /// All keys, sorted (stable output for "every flag" responses).
-    pub fn sorted_keys(&self) -> Vec<&str> {
-        let mut keys: Vec<&str> = self.flags.keys().map(|k| &**k).collect();
-        keys.sort_unstable();
-        keys
+        self.sorted.iter()
     }
 }
 
 impl FlagSource for FlagSet {
     fn flag(&self, key: &str) -> Option<&CompiledFlag> {
-        self.flags.get(key).map(|f| &**f)
+        self.get(key).map(|f| &**f)
     }
 }
 

@@ -1,8 +1,6 @@
 //! Compiled clauses: each operator's operand is checked and converted once (a regex is
 //! compiled, a semver parsed, a list turned into a set), so matching is a lookup.
 
-use std::collections::HashSet;
-
 use regex::Regex;
 use semver::Version;
 use serde_json::Value;
@@ -80,16 +78,48 @@ pub enum Membership {
     /// A list: strings in a set, other members compared by Python `==`.
     List {
         /// String members.
-        strings: HashSet<Box<str>>,
+        strings: StrSet,
         /// Non-string members.
         others: Box<[Value]>,
     },
     /// A string: substring test.
     Substring(Box<str>),
     /// A map: key membership (Python `x in dict`).
-    Keys(HashSet<Box<str>>),
+    Keys(StrSet),
     /// Anything else: Python raised, so it never matches.
     Nothing,
+}
+
+/// Strings to test membership in: a linear scan over the handful most clauses list
+/// (cheaper than hashing the attribute), a foldhash set beyond that.
+#[derive(Debug)]
+pub enum StrSet {
+    /// Up to [`StrSet::FEW`] strings.
+    Few(Box<[Box<str>]>),
+    /// More.
+    Many(foldhash::HashSet<Box<str>>),
+}
+
+impl StrSet {
+    /// Largest set scanned rather than hashed.
+    pub const FEW: usize = 8;
+
+    /// A set of `items` (duplicates allowed).
+    pub fn new(items: Vec<Box<str>>) -> Self {
+        if items.len() <= Self::FEW {
+            StrSet::Few(items.into())
+        } else {
+            StrSet::Many(items.into_iter().collect())
+        }
+    }
+
+    /// Whether `item` is in the set.
+    pub fn contains(&self, item: &str) -> bool {
+        match self {
+            StrSet::Few(items) => items.iter().any(|i| **i == *item),
+            StrSet::Many(set) => set.contains(item),
+        }
+    }
 }
 
 /// The operand of an ordering comparison.
@@ -147,20 +177,18 @@ fn compile_operator(name: &str, value: Value) -> Result<Operator, String> {
 fn membership(value: Value) -> Membership {
     match value {
         Value::Array(items) => {
-            let mut strings = HashSet::new();
+            let mut strings = Vec::new();
             let mut others = Vec::new();
             for item in items {
                 match item {
-                    Value::String(s) => {
-                        strings.insert(s.into_boxed_str());
-                    }
+                    Value::String(s) => strings.push(s.into_boxed_str()),
                     other => others.push(other),
                 }
             }
-            Membership::List { strings, others: others.into() }
+            Membership::List { strings: StrSet::new(strings), others: others.into() }
         }
         Value::String(s) => Membership::Substring(s.into()),
-        Value::Object(map) => Membership::Keys(map.into_iter().map(|(k, _)| k.into()).collect()),
+        Value::Object(map) => Membership::Keys(StrSet::new(map.into_iter().map(|(k, _)| k.into()).collect())),
         _ => Membership::Nothing,
     }
 }
@@ -338,5 +366,24 @@ mod tests {
         assert_eq!(parse_time(&json!("90")), Some(90.0));
         assert_eq!(parse_time(&json!(true)), None);
         assert_eq!(parse_time(&json!("soon")), None);
+    }
+}
+
+#[cfg(test)]
+mod strset_tests {
+    use super::StrSet;
+
+    #[test]
+    fn few_and_many_sets_agree() {
+        for n in [0, 1, StrSet::FEW, StrSet::FEW + 1, 50] {
+            let items: Vec<Box<str>> = (0..n).map(|i| format!("v{i}").into()).collect();
+            let set = StrSet::new(items);
+            assert_eq!(matches!(set, StrSet::Few(_)), n <= StrSet::FEW);
+            for i in 0..n {
+                assert!(set.contains(&format!("v{i}")), "{n}: v{i}");
+            }
+            assert!(!set.contains("v"), "{n}");
+            assert!(!set.contains(&format!("v{n}")), "{n}");
+        }
     }
 }

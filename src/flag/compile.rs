@@ -1,7 +1,5 @@
 //! Validation and compilation of a [`FlagDoc`] into the form evaluation reads.
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 
 use super::clause::Clause;
@@ -40,7 +38,7 @@ pub struct FlagBody {
     /// Outcomes of the `targets` entries, in order.
     pub(crate) targets: Box<[Serve]>,
     /// User id → index of the first `targets` entry listing it.
-    pub(crate) target_index: HashMap<Box<str>, usize>,
+    pub(crate) target_index: foldhash::HashMap<Box<str>, usize>,
     /// Ordered rules.
     pub(crate) rules: Box<[Rule]>,
     /// Context attribute hashed instead of the user id.
@@ -233,7 +231,7 @@ fn compile_body(doc: &FlagDoc) -> Result<FlagBody, String> {
     let serve = |s: &ServeDoc, id: &str| compile_serve(s, id, &doc.key, &find_variant);
 
     let mut targets = Vec::new();
-    let mut target_index = HashMap::new();
+    let mut target_index = foldhash::HashMap::default();
     for (i, target) in doc.targets.iter().flatten().enumerate() {
         targets.push(serve(&target.serve, "target").map_err(|p| format!("targets[{i}].serve: {p}"))?);
         for user in &target.user_ids {

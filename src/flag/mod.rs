@@ -10,7 +10,7 @@ mod clause;
 mod compile;
 
 pub(crate) use clause::{parse_semver, parse_time};
-pub use clause::{Clause, Membership, Operator, Ordinal};
+pub use clause::{Clause, Membership, Operator, Ordinal, StrSet};
 pub use compile::{CompiledFlag, FlagBody, Prerequisite, Rule, Serve, Variant};
 
 use serde::{Deserialize, Serialize};
