@@ -5,7 +5,7 @@
 //! cheap to hand to the renderers and to the event buffer without copying strings.
 
 use std::sync::Arc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
@@ -162,8 +162,9 @@ impl App {
 
     /// Evaluates `keys` (in order, duplicates kept) for `subject` and records the events.
     pub async fn evaluate_keys(&self, subject: &Subject, keys: &[&str]) -> Vec<Outcome> {
-        let now = self.clock.now();
+        // One clock reading per request: evaluation, cache TTLs and events share it.
         let wall = self.clock.wall();
+        let now = wall;
         let input = input(subject, wall);
         let outcomes = match keys {
             [key] => self.evaluate_one(&input, key, now).await,
@@ -187,7 +188,7 @@ impl App {
 
     /// The common case on its own path: one key, usually a cache hit without
     /// prerequisites, so nothing is allocated for lookups.
-    async fn evaluate_one(&self, input: &EvalInput<'_>, key: &str, now: Instant) -> Vec<Outcome> {
+    async fn evaluate_one(&self, input: &EvalInput<'_>, key: &str, now: SystemTime) -> Vec<Outcome> {
         let cached = self.cache.get(key, now).await;
         let result = match cached.flag() {
             Some(flag) if flag.has_prerequisites() => {
@@ -201,17 +202,15 @@ impl App {
         vec![result]
     }
 
-    /// Evaluates every flag (sorted by key) for `subject` and records the events.
+    /// Evaluates every flag (in key order) for `subject` and records the events.
     /// `Err` when the store fails and no snapshot can be served.
     pub async fn evaluate_all(&self, subject: &Subject) -> Result<Vec<Outcome>, Arc<str>> {
-        let snapshot = self.cache.all(self.clock.now()).await?;
         let wall = self.clock.wall();
+        let snapshot = self.cache.all(wall).await?;
         let mut evaluator = Evaluator::new(input(subject, wall), &*snapshot.flags);
         let outcomes: Vec<Outcome> = snapshot
             .flags
-            .sorted_keys()
-            .into_iter()
-            .filter_map(|key| snapshot.flags.get(key))
+            .iter()
             .map(|flag| {
                 let e = evaluator.evaluate(flag);
                 Outcome::from_evaluation(Some(flag), flag.key(), &e, snapshot.stale)
@@ -222,7 +221,7 @@ impl App {
     }
 }
 
-fn input(subject: &Subject, wall: std::time::SystemTime) -> EvalInput<'_> {
+fn input(subject: &Subject, wall: SystemTime) -> EvalInput<'_> {
     let now = wall.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     EvalInput { user_id: subject.user_id.as_deref(), context: &subject.context, now }
 }

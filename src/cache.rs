@@ -15,13 +15,16 @@
 //!   [`Cached::Unavailable`] (a `GENERAL` error), never "not found".
 //! - The every-flag snapshot (a `Scan`) is cached the same way, as one unit.
 //!
-//! Time is passed in by the caller (one clock reading per request), which keeps TTL
-//! tests deterministic and keeps clock reads off the per-flag path.
+//! Time is passed in by the caller: the request's one wall-clock reading, which it needs
+//! anyway for evaluation (`now`) and event timestamps. That keeps TTL tests deterministic
+//! and clock reads off the per-flag path. A wall clock can be stepped; a step only moves
+//! TTL expiries by its size (Lambda's clock is slewed, not stepped), which is harmless
+//! for TTLs of seconds to minutes and not worth a second clock read per request.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use lru::LruCache;
 use tokio::sync::watch;
@@ -95,6 +98,22 @@ pub struct CacheStats {
     pub entries: usize,
 }
 
+/// Lookup counts, kept under the entries lock the lookups hold anyway (no atomic
+/// operation on the hit path).
+#[derive(Debug, Default)]
+struct Tally {
+    hits: u64,
+    misses: u64,
+    stale: u64,
+}
+
+/// The LRU and the counts of lookups in it, behind one lock.
+#[derive(Debug)]
+struct Entries {
+    lru: LruCache<Box<str>, Entry>,
+    tally: Tally,
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     hits: AtomicU64,
@@ -109,7 +128,7 @@ struct Counters {
 #[derive(Debug)]
 struct Entry {
     flag: Option<Arc<CompiledFlag>>,
-    fetched: Instant,
+    fetched: SystemTime,
 }
 
 /// What a flight publishes: the flags it read (`None` = not in the store) or the error.
@@ -122,7 +141,7 @@ type ScanResult = Result<Arc<FlagSet>, Arc<str>>;
 /// The every-flag snapshot and its refresh state.
 #[derive(Debug, Default)]
 struct SnapshotState {
-    current: Option<(Instant, Arc<FlagSet>)>,
+    current: Option<(SystemTime, Arc<FlagSet>)>,
     flight: Option<watch::Receiver<Option<ScanResult>>>,
 }
 
@@ -133,12 +152,12 @@ pub struct FlagCache {
     config: CacheConfig,
     /// `std` mutexes: each is held for a few hash-map operations and never across an
     /// `.await`, which is cheaper than an async mutex on the hit path.
-    entries: Mutex<LruCache<Box<str>, Entry>>,
+    entries: Mutex<Entries>,
     /// Keys being read right now, and where their result will be published.
     flights: Mutex<HashMap<Box<str>, FlightReceiver>>,
     snapshot: Mutex<SnapshotState>,
     /// After a failed store call: until when the store is left alone, and why it failed.
-    backoff: Mutex<Option<(Instant, Arc<str>)>>,
+    backoff: Mutex<Option<(SystemTime, Arc<str>)>>,
     stats: Counters,
 }
 
@@ -160,7 +179,7 @@ impl FlagCache {
         FlagCache {
             store,
             config,
-            entries: Mutex::new(LruCache::new(config.max_entries)),
+            entries: Mutex::new(Entries { lru: LruCache::new(config.max_entries), tally: Tally::default() }),
             flights: Mutex::new(HashMap::new()),
             snapshot: Mutex::new(SnapshotState::default()),
             backoff: Mutex::new(None),
@@ -171,21 +190,23 @@ impl FlagCache {
     /// The counters so far.
     pub fn stats(&self) -> CacheStats {
         let s = &self.stats;
+        let entries = lock(&self.entries);
         CacheStats {
-            hits: s.hits.load(Relaxed),
-            misses: s.misses.load(Relaxed),
+            hits: s.hits.load(Relaxed) + entries.tally.hits,
+            misses: s.misses.load(Relaxed) + entries.tally.misses,
             store_reads: s.store_reads.load(Relaxed),
-            stale_serves: s.stale_serves.load(Relaxed),
+            stale_serves: s.stale_serves.load(Relaxed) + entries.tally.stale,
             store_errors: s.store_errors.load(Relaxed),
             evictions: s.evictions.load(Relaxed),
-            entries: lock(&self.entries).len(),
+            entries: entries.lru.len(),
         }
     }
 
     /// One flag: from the cache if fresh, else from the store (shared with concurrent
     /// readers of the same key).
-    pub async fn get(&self, key: &str, now: Instant) -> Cached {
-        if let Some(hit) = self.lookup(&mut lock(&self.entries), key, now) {
+    pub async fn get(&self, key: &str, now: SystemTime) -> Cached {
+        let hit = self.lookup(&mut lock(&self.entries), key, now);
+        if let Some(hit) = hit {
             return hit;
         }
         let mut fetched = self.fetch(&[key], now).await;
@@ -194,28 +215,27 @@ impl FlagCache {
 
     /// Several flags (one lock for all hits, one store read for all misses), plus every
     /// flag their prerequisites name, transitively, so the evaluator has what it needs.
-    pub async fn resolve<'k>(&self, keys: &[&'k str], now: Instant) -> Resolved<'k> {
-        let mut requested: Vec<(&'k str, Option<Cached>)> = Vec::with_capacity(keys.len());
-        {
-            let mut entries = lock(&self.entries);
-            requested.extend(keys.iter().map(|&key| (key, self.lookup(&mut entries, key, now))));
-        }
-        let missing: Vec<&str> = requested.iter().filter(|(_, c)| c.is_none()).map(|(k, _)| *k).collect();
-        if !missing.is_empty() {
-            let mut fetched = self.fetch(&missing, now).await.into_iter();
-            for slot in requested.iter_mut().filter(|(_, c)| c.is_none()) {
-                slot.1 = fetched.next();
-            }
-        }
-        let requested: Vec<(&'k str, Cached)> =
-            requested.into_iter().map(|(k, c)| (k, c.unwrap_or(Cached::NotFound))).collect();
+    pub async fn resolve<'k>(&self, keys: &[&'k str], now: SystemTime) -> Resolved<'k> {
+        let requested = self.lookup_or_fetch(keys, now).await;
         let prerequisites = self.load_prerequisites(&requested, now).await;
         Resolved { requested, prerequisites }
     }
 
+    /// Each key's answer, in order: hits under one lock, then one store read for all the
+    /// misses.
+    async fn lookup_or_fetch<'k>(&self, keys: &[&'k str], now: SystemTime) -> Vec<(&'k str, Cached)> {
+        let looked = self.lookup_all(keys.iter().copied(), now, |key, cached| (key, cached));
+        let missing: Vec<&str> = looked.iter().filter(|(_, c)| c.is_none()).map(|(k, _)| *k).collect();
+        let mut fetched = if missing.is_empty() { Vec::new() } else { self.fetch(&missing, now).await }.into_iter();
+        looked
+            .into_iter()
+            .map(|(key, cached)| (key, cached.or_else(|| fetched.next()).unwrap_or(Cached::NotFound)))
+            .collect()
+    }
+
     /// Every flag (a `Scan`, cached as one snapshot with the same TTL). `Err` only when
     /// the store fails and no snapshot is young enough to serve stale.
-    pub async fn all(&self, now: Instant) -> Result<Snapshot, Arc<str>> {
+    pub async fn all(&self, now: SystemTime) -> Result<Snapshot, Arc<str>> {
         loop {
             let (receiver, leader) = {
                 let mut state = lock(&self.snapshot);
@@ -244,7 +264,7 @@ impl FlagCache {
 
     /// The snapshot if it can be served without a store read (fresh, or stale while the
     /// store is in error backoff).
-    fn snapshot_without_store(&self, state: &SnapshotState, now: Instant) -> Option<Snapshot> {
+    fn snapshot_without_store(&self, state: &SnapshotState, now: SystemTime) -> Option<Snapshot> {
         let (fetched, flags) = state.current.as_ref()?;
         if now < *fetched + self.config.ttl {
             self.stats.hits.fetch_add(1, Relaxed);
@@ -257,7 +277,7 @@ impl FlagCache {
         None
     }
 
-    async fn lead_scan(&self, sender: watch::Sender<Option<ScanResult>>, now: Instant) {
+    async fn lead_scan(&self, sender: watch::Sender<Option<ScanResult>>, now: SystemTime) {
         let _clear = ClearScanFlight(self);
         let result = self.call_store("scan", 0, now, self.store.scan()).await.map(|flags| {
             let set = Arc::new(FlagSet::new(flags));
@@ -269,7 +289,7 @@ impl FlagCache {
         let _ = sender.send(Some(result));
     }
 
-    fn settle_scan(&self, result: ScanResult, now: Instant) -> Result<Snapshot, Arc<str>> {
+    fn settle_scan(&self, result: ScanResult, now: SystemTime) -> Result<Snapshot, Arc<str>> {
         match result {
             Ok(flags) => Ok(Snapshot { flags, stale: false }),
             Err(message) => {
@@ -286,31 +306,45 @@ impl FlagCache {
     }
 
     /// The answer for `key` if the cache can give one without the store.
-    fn lookup(&self, entries: &mut LruCache<Box<str>, Entry>, key: &str, now: Instant) -> Option<Cached> {
-        let Some(entry) = entries.get(key) else {
-            self.stats.misses.fetch_add(1, Relaxed);
+    fn lookup(&self, entries: &mut Entries, key: &str, now: SystemTime) -> Option<Cached> {
+        let tally = &mut entries.tally;
+        let Some(entry) = entries.lru.get(key) else {
+            tally.misses += 1;
             return None;
         };
         let answer = match &entry.flag {
-            Some(flag) if now < entry.fetched + self.config.ttl => Some(Cached::Fresh(flag.clone())),
-            None if now < entry.fetched + self.config.negative_ttl => Some(Cached::NotFound),
+            Some(flag) if now < entry.fetched + self.config.ttl => Cached::Fresh(flag.clone()),
+            None if now < entry.fetched + self.config.negative_ttl => Cached::NotFound,
             Some(flag) if self.servable_stale(entry, now) && self.backing_off(now).is_some() => {
-                self.stats.stale_serves.fetch_add(1, Relaxed);
+                tally.stale += 1;
                 return Some(Cached::Stale(flag.clone()));
             }
-            _ => None,
+            _ => {
+                tally.misses += 1;
+                return None;
+            }
         };
-        let counter = if answer.is_some() { &self.stats.hits } else { &self.stats.misses };
-        counter.fetch_add(1, Relaxed);
-        answer
+        tally.hits += 1;
+        Some(answer)
     }
 
-    fn servable_stale(&self, entry: &Entry, now: Instant) -> bool {
+    /// Looks up every key under one lock.
+    fn lookup_all<'k, T>(
+        &self,
+        keys: impl Iterator<Item = &'k str>,
+        now: SystemTime,
+        mut out: impl FnMut(&'k str, Option<Cached>) -> T,
+    ) -> Vec<T> {
+        let mut entries = lock(&self.entries);
+        keys.map(|key| out(key, self.lookup(&mut entries, key, now))).collect()
+    }
+
+    fn servable_stale(&self, entry: &Entry, now: SystemTime) -> bool {
         now < entry.fetched + self.config.ttl + self.config.stale_if_error
     }
 
     /// Reads `keys` from the store through flights; answers in the order of `keys`.
-    async fn fetch(&self, keys: &[&str], now: Instant) -> Vec<Cached> {
+    async fn fetch(&self, keys: &[&str], now: SystemTime) -> Vec<Cached> {
         let mut answers: Vec<Option<Cached>> = vec![None; keys.len()];
         loop {
             let pending: Vec<usize> = (0..keys.len()).filter(|&i| answers[i].is_none()).collect();
@@ -346,7 +380,7 @@ impl FlagCache {
     }
 
     /// Reads `keys` from the store, caches the answers and publishes them.
-    async fn lead(&self, keys: Vec<Box<str>>, sender: FlightSender, now: Instant) {
+    async fn lead(&self, keys: Vec<Box<str>>, sender: FlightSender, now: SystemTime) {
         let _clear = ClearFlights { cache: self, keys: &keys };
         let owned: Vec<String>;
         let read = match &keys[..] {
@@ -377,7 +411,7 @@ impl FlagCache {
     }
 
     /// Why the store is being left alone at `now`, if it is (after a failed call).
-    fn backing_off(&self, now: Instant) -> Option<Arc<str>> {
+    fn backing_off(&self, now: SystemTime) -> Option<Arc<str>> {
         lock(&self.backoff).as_ref().filter(|(until, _)| now < *until).map(|(_, why)| why.clone())
     }
 
@@ -388,7 +422,7 @@ impl FlagCache {
         &self,
         what: &'static str,
         keys: usize,
-        now: Instant,
+        now: SystemTime,
         call: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
     ) -> Result<T, Arc<str>> {
         if let Some(why) = self.backing_off(now) {
@@ -410,11 +444,11 @@ impl FlagCache {
         }
     }
 
-    fn insert_all(&self, flags: impl Iterator<Item = (Box<str>, Option<Arc<CompiledFlag>>)>, now: Instant) {
+    fn insert_all(&self, flags: impl Iterator<Item = (Box<str>, Option<Arc<CompiledFlag>>)>, now: SystemTime) {
         let mut entries = lock(&self.entries);
         for (key, flag) in flags {
             let entry = Entry { flag, fetched: now };
-            if let Some((old_key, _)) = entries.push(key.clone(), entry) {
+            if let Some((old_key, _)) = entries.lru.push(key.clone(), entry) {
                 if old_key != key {
                     self.stats.evictions.fetch_add(1, Relaxed);
                 }
@@ -423,7 +457,7 @@ impl FlagCache {
     }
 
     /// Turns a flight's result into the answer for one key.
-    fn settle(&self, key: &str, result: FlightResult, now: Instant) -> Cached {
+    fn settle(&self, key: &str, result: FlightResult, now: SystemTime) -> Cached {
         match result {
             Ok(found) => match found.get(key) {
                 Some(Some(flag)) => Cached::Fresh(flag.clone()),
@@ -431,7 +465,7 @@ impl FlagCache {
             },
             Err(message) => {
                 let entries = lock(&self.entries);
-                match entries.peek(key) {
+                match entries.lru.peek(key) {
                     Some(entry @ Entry { flag: Some(flag), .. }) if self.servable_stale(entry, now) => {
                         self.stats.stale_serves.fetch_add(1, Relaxed);
                         Cached::Stale(flag.clone())
@@ -444,7 +478,7 @@ impl FlagCache {
 
     /// Loads, round by round, every flag the resolved flags name as prerequisites.
     /// `None` when no flag has prerequisites (the common case: nothing to build).
-    async fn load_prerequisites(&self, requested: &[(&str, Cached)], now: Instant) -> Option<Prerequisites> {
+    async fn load_prerequisites(&self, requested: &[(&str, Cached)], now: SystemTime) -> Option<Prerequisites> {
         if !requested.iter().any(|(_, c)| c.flag().is_some_and(|f| f.has_prerequisites())) {
             return None;
         }
@@ -459,31 +493,12 @@ impl FlagCache {
             if wanted.is_empty() {
                 break;
             }
-            let next = self.resolve_flat(&wanted, now).await;
+            let next: Vec<(Box<str>, Cached)> =
+                self.lookup_or_fetch(&wanted, now).await.into_iter().map(|(k, c)| (Box::from(k), c)).collect();
             frontier = next.iter().filter_map(|(_, c)| c.flag().cloned()).collect();
             known.extend(next);
         }
         Some(Prerequisites::new(known))
-    }
-
-    /// Like [`FlagCache::resolve`] without following prerequisites.
-    async fn resolve_flat(&self, keys: &[&str], now: Instant) -> Vec<(Box<str>, Cached)> {
-        let mut out = Vec::with_capacity(keys.len());
-        let mut missing = Vec::new();
-        {
-            let mut entries = lock(&self.entries);
-            for &key in keys {
-                match self.lookup(&mut entries, key, now) {
-                    Some(cached) => out.push((Box::from(key), cached)),
-                    None => missing.push(key),
-                }
-            }
-        }
-        if !missing.is_empty() {
-            let fetched = self.fetch(&missing, now).await;
-            out.extend(missing.iter().map(|k| Box::from(*k)).zip(fetched));
-        }
-        out
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// The process clock, or a manual one that only moves when a test says so.
 #[derive(Debug, Clone, Default)]
@@ -16,7 +16,6 @@ pub struct Clock {
 /// A frozen moment plus an offset shared by every clone.
 #[derive(Debug, Clone)]
 struct Manual {
-    instant: Instant,
     wall: SystemTime,
     offset: Arc<AtomicU64>,
 }
@@ -35,7 +34,7 @@ impl Clock {
     /// A clock frozen at wall time `wall` (so date-dependent flags are testable);
     /// clones share it.
     pub fn manual_at(wall: SystemTime) -> Self {
-        Clock { manual: Some(Manual { instant: Instant::now(), wall, offset: Arc::new(AtomicU64::new(0)) }) }
+        Clock { manual: Some(Manual { wall, offset: Arc::new(AtomicU64::new(0)) }) }
     }
 
     /// Moves a manual clock forward (no effect on the system clock).
@@ -46,15 +45,8 @@ impl Clock {
         }
     }
 
-    /// Monotonic time, for TTLs.
-    pub fn now(&self) -> Instant {
-        match &self.manual {
-            None => Instant::now(),
-            Some(m) => m.instant + Duration::from_nanos(m.offset.load(Ordering::Relaxed)),
-        }
-    }
-
-    /// Wall-clock time, for the `now` attribute and event timestamps.
+    /// The time: read once per request for the `now` attribute, cache TTLs and event
+    /// timestamps.
     pub fn wall(&self) -> SystemTime {
         match &self.manual {
             None => SystemTime::now(),
@@ -72,14 +64,12 @@ mod tests {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let clock = Clock::manual_at(start);
         let copy = clock.clone();
-        let before = clock.now();
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(clock.now(), before, "frozen until advanced");
+        assert_eq!(clock.wall(), start, "frozen until advanced");
         copy.advance(Duration::from_secs(301));
-        assert_eq!(clock.now(), before + Duration::from_secs(301));
         assert_eq!(clock.wall(), start + Duration::from_secs(301));
         let system = Clock::system();
         system.advance(Duration::from_secs(1000));
-        assert!(system.now() < Instant::now() + Duration::from_secs(1));
+        assert!(system.wall() < SystemTime::now() + Duration::from_secs(1));
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -113,7 +113,7 @@ fn kind(c: &Cached) -> &'static str {
 #[tokio::test]
 async fn hits_within_the_ttl_read_the_store_once() {
     let (store, cache) = cache(FakeStore::with(&["a"]));
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     for i in 0..100 {
         let got = cache.get("a", t0 + Duration::from_secs(i)).await;
         assert_eq!(got.flag().map(|f| f.key()), Some("a"));
@@ -126,7 +126,7 @@ async fn hits_within_the_ttl_read_the_store_once() {
 #[tokio::test]
 async fn entries_expire_after_the_ttl_and_are_read_again() {
     let (store, cache) = cache(FakeStore::with(&["a"]));
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     assert_eq!(kind(&cache.get("a", t0).await), "fresh");
     assert_eq!(kind(&cache.get("a", t0 + secs(299)).await), "fresh");
     assert_eq!(store.calls().len(), 1);
@@ -140,7 +140,7 @@ async fn entries_expire_after_the_ttl_and_are_read_again() {
 #[tokio::test]
 async fn not_found_is_cached_for_the_negative_ttl_only() {
     let (store, cache) = cache(FakeStore::with(&[]));
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     assert_eq!(kind(&cache.get("ghost", t0).await), "not_found");
     assert_eq!(kind(&cache.get("ghost", t0 + secs(29)).await), "not_found");
     assert_eq!(store.calls().len(), 1);
@@ -153,7 +153,7 @@ async fn not_found_is_cached_for_the_negative_ttl_only() {
 async fn capacity_evicts_the_least_recently_used() {
     let config = CacheConfig { max_entries: NonZeroUsize::new(2).expect("non-zero"), ..config() };
     let (store, cache) = cache_with(FakeStore::with(&["a", "b", "c"]), config);
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     cache.get("a", t0).await;
     cache.get("b", t0).await;
     cache.get("a", t0).await; // a is now more recent than b
@@ -172,7 +172,7 @@ async fn concurrent_misses_of_one_key_share_one_read() {
     let store = FakeStore { gate: Some(gate.clone()), ..FakeStore::with(&["hot"]) };
     let (store, cache) = cache(store);
     let cache = Arc::new(cache);
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let cache = cache.clone();
@@ -198,7 +198,7 @@ async fn a_cancelled_reader_does_not_strand_the_others() {
     let store = FakeStore { gate: Some(gate.clone()), ..FakeStore::with(&["k"]) };
     let (store, cache) = cache(store);
     let cache = Arc::new(cache);
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     let leader = {
         let cache = cache.clone();
         tokio::spawn(async move { cache.get("k", t0).await })
@@ -218,7 +218,7 @@ async fn a_cancelled_reader_does_not_strand_the_others() {
 #[tokio::test]
 async fn store_errors_serve_stale_values_never_not_found() {
     let (store, cache) = cache(FakeStore::with(&["cached"]));
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     cache.get("cached", t0).await;
     store.failing.store(true, Ordering::SeqCst);
     let later = t0 + secs(301);
@@ -247,7 +247,7 @@ async fn store_errors_serve_stale_values_never_not_found() {
 async fn stale_values_are_served_only_within_the_stale_window() {
     let config = CacheConfig { stale_if_error: secs(60), ..config() };
     let (store, cache) = cache_with(FakeStore::with(&["a"]), config);
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     cache.get("a", t0).await;
     store.failing.store(true, Ordering::SeqCst);
     assert_eq!(kind(&cache.get("a", t0 + secs(359)).await), "stale");
@@ -257,7 +257,7 @@ async fn stale_values_are_served_only_within_the_stale_window() {
 #[tokio::test]
 async fn an_expired_not_found_is_not_served_during_an_outage() {
     let (store, cache) = cache(FakeStore::with(&[]));
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     assert_eq!(kind(&cache.get("ghost", t0).await), "not_found");
     store.failing.store(true, Ordering::SeqCst);
     assert_eq!(kind(&cache.get("ghost", t0 + secs(31)).await), "unavailable");
@@ -269,7 +269,7 @@ async fn batches_read_every_miss_in_one_call_and_follow_prerequisites() {
     store.put(json!({"key": "mid", "enabled": true, "prerequisites": [{"key": "base"}]}));
     store.put(json!({"key": "top", "enabled": true, "prerequisites": [{"key": "mid"}, {"key": "gone"}]}));
     let (store, cache) = cache(store);
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     cache.get("a", t0).await;
     let resolved = cache.resolve(&["a", "b", "top", "nope", "b"], t0).await;
     let kinds: Vec<_> = resolved.requested.iter().map(|(k, c)| (*k, kind(c))).collect();
@@ -286,7 +286,7 @@ async fn batches_read_every_miss_in_one_call_and_follow_prerequisites() {
 #[tokio::test]
 async fn batches_without_prerequisites_build_no_lookup_table() {
     let (_, cache) = cache(FakeStore::with(&["a"]));
-    let resolved = cache.resolve(&["a"], Instant::now()).await;
+    let resolved = cache.resolve(&["a"], SystemTime::now()).await;
     assert!(resolved.prerequisites.is_none());
 }
 
@@ -296,7 +296,7 @@ async fn unavailable_or_stale_prerequisites_are_reported() {
     store.put(json!({"key": "top", "enabled": true, "prerequisites": [{"key": "base"}]}));
     store.put(json!({"key": "needs-missing", "enabled": true, "prerequisites": [{"key": "unread"}]}));
     let (store, cache) = cache(store);
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     cache.resolve(&["top"], t0).await;
     cache.get("needs-missing", t0).await;
     store.failing.store(true, Ordering::SeqCst);
@@ -312,7 +312,7 @@ async fn unavailable_or_stale_prerequisites_are_reported() {
 #[tokio::test]
 async fn the_snapshot_is_one_scan_per_ttl_and_falls_back_to_stale() {
     let (store, cache) = cache(FakeStore::with(&["a", "b"]));
-    let t0 = Instant::now();
+    let t0 = SystemTime::now();
     let first = cache.all(t0).await.expect("scan");
     assert_eq!((first.flags.len(), first.stale), (2, false));
     cache.all(t0 + secs(10)).await.expect("cached");
@@ -331,7 +331,7 @@ async fn no_snapshot_and_a_failing_store_is_an_error_not_an_empty_set() {
     let store = FakeStore::with(&["a"]);
     store.failing.store(true, Ordering::SeqCst);
     let (store, cache) = cache(store);
-    let err = cache.all(Instant::now()).await.expect_err("nothing to serve");
+    let err = cache.all(SystemTime::now()).await.expect_err("nothing to serve");
     assert!(err.contains("store is down"), "{err}");
     assert_eq!(store.calls(), ["scan"]);
 }
