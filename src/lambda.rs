@@ -20,7 +20,7 @@ use std::time::Duration;
 use base64::Engine;
 use lambda_runtime::tower::layer::layer_fn;
 use lambda_runtime::tower::util::MapFuture;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
@@ -70,21 +70,8 @@ struct Http<'a> {
     method: Cow<'a, str>,
 }
 
-/// The function URL response (payload 2.0).
-#[derive(Serialize)]
-struct UrlResponse<'a> {
-    #[serde(rename = "statusCode")]
-    status_code: u16,
-    #[serde(serialize_with = "serialize_headers")]
-    headers: &'a Response,
-    body: Cow<'a, str>,
-    #[serde(rename = "isBase64Encoded")]
-    is_base64_encoded: bool,
-}
-
-fn serialize_headers<S: serde::Serializer>(response: &&Response, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_map(response.headers())
-}
+/// The fixed part of the function URL response after the body string.
+const URL_RESPONSE_END: &[u8] = br#"","isBase64Encoded":false}"#;
 
 /// Answers one invocation: `event` is the raw payload, the result is the JSON to return.
 pub async fn invoke(app: &App, event: &str, request_id: &str) -> String {
@@ -135,13 +122,55 @@ async fn function_url(app: &App, invocation: &Invocation<'_>, method: &str, requ
     url_response(&api::handle(app, request).await)
 }
 
+/// The function URL response (payload 2.0): `{"statusCode", "headers", "body",
+/// "isBase64Encoded"}`, written by hand so the body — JSON that must travel as a JSON
+/// string — is escaped in one tight pass instead of through a general string escaper.
 fn url_response(response: &Response) -> String {
-    let (body, is_base64_encoded) = match std::str::from_utf8(&response.body) {
-        Ok(text) => (Cow::Borrowed(text), false),
-        Err(_) => (Cow::Owned(base64::engine::general_purpose::STANDARD.encode(&response.body)), true),
+    let Some(body) = std::str::from_utf8(&response.body).ok().filter(|b| !b.bytes().any(|c| c < 0x20)) else {
+        return url_response_base64(response);
     };
-    let out = UrlResponse { status_code: response.status, headers: response, body, is_base64_encoded };
-    serde_json::to_string(&out).unwrap_or_else(|_| r#"{"statusCode":500,"body":""}"#.to_owned())
+    let mut out = Vec::with_capacity(body.len() + body.len() / 4 + 640);
+    out.extend_from_slice(br#"{"statusCode":"#);
+    out.extend_from_slice(response.status.to_string().as_bytes());
+    out.extend_from_slice(br#","headers":{"#);
+    for (i, (name, value)) in response.headers().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Names are fixed lower-case tokens; values (an ETag has quotes) go through serde.
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        if serde_json::to_writer(&mut out, value).is_err() {
+            return url_response_base64(response);
+        }
+    }
+    out.extend_from_slice(br#"},"body":""#);
+    escape_json_text(&mut out, body.as_bytes());
+    out.extend_from_slice(URL_RESPONSE_END);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `text` (UTF-8 without control characters, e.g. serde_json output) as the
+/// contents of a JSON string: only `"` and `\` need a backslash.
+fn escape_json_text(out: &mut Vec<u8>, text: &[u8]) {
+    let mut start = 0;
+    for at in memchr::memchr2_iter(b'"', b'\\', text) {
+        out.extend_from_slice(&text[start..at]);
+        out.push(b'\\');
+        start = at;
+    }
+    out.extend_from_slice(&text[start..]);
+}
+
+/// The fallback for a body that is not plain text: base64, as function URLs allow.
+fn url_response_base64(response: &Response) -> String {
+    let headers: serde_json::Map<String, serde_json::Value> =
+        response.headers().map(|(name, value)| (name.to_owned(), value.into())).collect();
+    let body = base64::engine::general_purpose::STANDARD.encode(&response.body);
+    let out =
+        serde_json::json!({"statusCode": response.status, "headers": headers, "body": body, "isBase64Encoded": true});
+    out.to_string()
 }
 
 /// Runs the Lambda loop until the environment shuts down.
@@ -230,4 +259,38 @@ fn spawn_shutdown_drain(app: Arc<App>) {
         tracing::info!(sent = stats.sent, dropped = stats.dropped, left = stats.buffered, "shutdown: events drained");
         std::process::exit(0);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_escaped_exactly_as_serde_json_would() {
+        for text in [r#"{"a":"b \"q\" c\\d","n":1,"u":"é✓"}"#, "", r#"""#, r#"\"#, "plain"] {
+            let mut out = Vec::new();
+            escape_json_text(&mut out, text.as_bytes());
+            let expected = serde_json::to_string(text).expect("string");
+            assert_eq!(format!("\"{}\"", String::from_utf8(out).expect("utf-8")), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn function_url_responses_round_trip() {
+        let response = Response {
+            status: 200,
+            body: br#"{"k":"v \"x\"","e":"\u0001"}"#.to_vec(),
+            etag: Some("\"abc\"".into()),
+            allow: None,
+        };
+        let out: serde_json::Value = serde_json::from_str(&url_response(&response)).expect("JSON");
+        assert_eq!(out["statusCode"], 200);
+        assert_eq!(out["isBase64Encoded"], false);
+        assert_eq!(out["headers"]["etag"], "\"abc\"");
+        assert_eq!(out["body"].as_str().map(str::as_bytes), Some(&response.body[..]));
+        // A body with a raw control character travels as base64 instead.
+        let binary = Response { body: vec![b'{', 1, b'}'], ..response };
+        let out: serde_json::Value = serde_json::from_str(&url_response(&binary)).expect("JSON");
+        assert_eq!((out["isBase64Encoded"].as_bool(), out["body"].as_str()), (Some(true), Some("ewF9")));
+    }
 }

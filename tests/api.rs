@@ -22,7 +22,7 @@ struct Reply {
 async fn call(app: &App, method: Method, path: &str, query: &str, body: &[u8], if_none_match: Option<&str>) -> Reply {
     let request = Request { method, path, query, if_none_match, body, request_id: "req-1" };
     let response = handle(app, request).await;
-    let headers = response.headers().map(|(k, v)| (k.to_owned(), v.into_owned())).collect();
+    let headers = response.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     let body =
         if response.body.is_empty() { Value::Null } else { serde_json::from_slice(&response.body).expect("JSON body") };
     Reply { status: response.status, headers, body }
@@ -224,6 +224,20 @@ async fn ofrep_keys_are_percent_decoded() {
     let app = app();
     let reply = post(&app, "/ofrep/v1/evaluate/flags/needs%2Don", json!({"context": {"targetingKey": "u"}})).await;
     assert_eq!((reply.status, &reply.body["key"]), (200, &json!("needs-on")));
+}
+
+#[tokio::test]
+async fn ofrep_keys_may_contain_slashes_raw_or_encoded() {
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("api-slash-flags.json");
+    let flags = json!({"flags": [{"key": "team/checkout", "enabled": true, "rollout_percentage": 100}]});
+    std::fs::write(&file, flags.to_string()).expect("write flags");
+    let app = common::app::file_app(file.to_str().expect("utf-8 path"), Clock::manual()).0;
+    for path in ["/ofrep/v1/evaluate/flags/team/checkout", "/ofrep/v1/evaluate/flags/team%2Fcheckout"] {
+        let reply = post(&app, path, json!({"context": {"targetingKey": "u"}})).await;
+        assert_eq!((reply.status, &reply.body["key"], &reply.body["value"]), (200, &json!("team/checkout"), &json!(true)));
+    }
+    let reply = post(&app, "/ofrep/v1/evaluate/flags/team/other", json!({"context": {"targetingKey": "u"}})).await;
+    assert_eq!((reply.status, &reply.body["errorCode"]), (404, &json!("FLAG_NOT_FOUND")));
 }
 
 #[tokio::test]

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -25,13 +24,15 @@ pub const MAX_CONTEXT_KEYS: usize = 200;
 /// field is ignored like any other unknown field).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct NativeBody {
+pub struct NativeBody<'a> {
     /// The user id.
     pub user_id: Option<String>,
     /// The flag for `/evaluate`.
     pub flag_key: Option<String>,
-    /// The flags for `/batch_evaluate`; absent means every flag.
-    pub flag_keys: Option<Vec<String>>,
+    /// The flags for `/batch_evaluate`; absent means every flag. Borrowed from the body
+    /// where no escapes force a copy (up to 1,000 keys: 1,000 allocations saved).
+    #[serde(borrow)]
+    pub flag_keys: Option<Vec<std::borrow::Cow<'a, str>>>,
     /// The evaluation context.
     pub context: Option<Map<String, Value>>,
 }
@@ -46,7 +47,7 @@ pub struct OfrepBody {
 }
 
 /// Parses a JSON body; an empty body is the type's default.
-pub fn parse_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_body<'de, T: Deserialize<'de> + Default>(body: &'de [u8]) -> Result<T, ApiError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Ok(T::default()),
         // serde's derived structs also accept arrays (fields by position): not here.
@@ -56,17 +57,23 @@ pub fn parse_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiEr
         }
         Some(_) => return Err(ApiError::BadRequest("request body must be a JSON object".into())),
     }
+    // The fast path; only a failure is parsed again to find the path to the bad field.
+    serde_json::from_slice(body).map_err(|_| explain::<T>(body))
+}
+
+/// Why `body` does not parse as a `T`, naming the field (but never its value).
+fn explain<'de, T: Deserialize<'de>>(body: &'de [u8]) -> ApiError {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let inner = e.inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::MalformedJson(format!("request body is not valid JSON: {inner}"))
-        } else {
-            ApiError::BadRequest(format!("`{}`: {}", e.path(), without_values(&inner.to_string())))
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Err(e) if e.inner().is_syntax() || e.inner().is_eof() => {
+            ApiError::MalformedJson(format!("request body is not valid JSON: {}", e.inner()))
         }
-    })?;
-    de.end().map_err(|e| ApiError::MalformedJson(format!("request body is not valid JSON: {e}")))?;
-    Ok(parsed)
+        Err(e) => ApiError::BadRequest(format!("`{}`: {}", e.path(), without_values(&e.inner().to_string()))),
+        Ok(_) => match de.end() {
+            Err(e) => ApiError::MalformedJson(format!("request body is not valid JSON: {e}")),
+            Ok(()) => ApiError::BadRequest("request body does not have the expected fields".into()),
+        },
+    }
 }
 
 /// serde's messages quote the offending value (`invalid type: string "bob"`); keep the

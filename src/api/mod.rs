@@ -10,7 +10,6 @@ mod ofrep;
 pub use error::ApiError;
 pub use input::MAX_BODY_BYTES;
 
-use std::borrow::Cow;
 
 use crate::app::App;
 
@@ -71,7 +70,7 @@ pub struct Response {
 }
 
 /// Headers on every response: the Python handler's security headers and CORS.
-const FIXED_HEADERS: [(&str, &str); 8] = [
+pub const FIXED_HEADERS: [(&str, &str); 8] = [
     ("cache-control", "no-store"),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
@@ -92,20 +91,26 @@ impl Response {
         Response::json(status, Vec::new())
     }
 
-    /// Every header to send, fixed ones included.
-    pub fn headers(&self) -> impl Iterator<Item = (&'static str, Cow<'_, str>)> {
-        let content_type = (!self.body.is_empty()).then_some(("content-type", Cow::Borrowed("application/json")));
-        let etag = self.etag.as_deref().map(|e| ("etag", Cow::Borrowed(e)));
-        let allow = self.allow.map(|a| ("allow", Cow::Borrowed(a)));
-        let max_age = (self.status == 204).then_some(("access-control-max-age", Cow::Borrowed("86400")));
-        FIXED_HEADERS
-            .iter()
-            .map(|&(name, value)| (name, Cow::Borrowed(value)))
-            .chain(content_type)
-            .chain(etag)
-            .chain(allow)
-            .chain(max_age)
+    /// The headers that vary between responses but whose values are constants
+    /// (`content-type`, `allow`, `access-control-max-age`); not [`FIXED_HEADERS`], not `etag`.
+    pub fn varying_static_headers(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        let content_type = (!self.body.is_empty()).then_some(("content-type", "application/json"));
+        let allow = self.allow.map(|a| ("allow", a));
+        let max_age = (self.status == 204).then_some(("access-control-max-age", "86400"));
+        content_type.into_iter().chain(allow).chain(max_age)
     }
+
+    /// Every header to send, fixed ones included.
+    pub fn headers<'a>(&'a self) -> impl Iterator<Item = (&'static str, &'a str)> + 'a {
+        let etag = self.etag.as_deref().map(|e| ("etag", e));
+        let constant = FIXED_HEADERS.iter().copied().chain(self.varying_static_headers());
+        constant.map(widen).chain(etag)
+    }
+}
+
+/// A header of constant value, as one whose value is borrowed (so it chains with `etag`).
+fn widen<'a>(header: (&'static str, &'static str)) -> (&'static str, &'a str) {
+    header
 }
 
 /// The routes of SPEC §4.
@@ -140,8 +145,10 @@ fn route(path: &str) -> Option<Route<'_>> {
         "/evaluate" => Route::Evaluate,
         "/batch_evaluate" => Route::Batch,
         "/ofrep/v1/evaluate/flags" => Route::OfrepBulk,
+        // Everything after the prefix is the key: keys may contain `/` (SPEC §1 forbids
+        // only control characters), sent raw or as `%2F`.
         _ => match path.strip_prefix("/ofrep/v1/evaluate/flags/") {
-            Some(key) if !key.is_empty() && !key.contains('/') => Route::OfrepOne(key),
+            Some(key) if !key.is_empty() => Route::OfrepOne(key),
             _ => return None,
         },
     })

@@ -127,8 +127,10 @@ async fn batch_outcomes(
     let subject = subject(body.user_id, body.context, request.request_id)?;
     let outcomes = match &body.flag_keys {
         Some(keys) => {
-            let mut seen = std::collections::HashSet::with_capacity(keys.len());
-            let unique: Vec<&str> = keys.iter().map(String::as_str).filter(|k| seen.insert(*k)).collect();
+            // foldhash rather than SipHash: several times faster on short keys, and its
+            // per-set random seed still keeps callers from engineering collisions.
+            let mut seen = foldhash::HashSet::with_capacity_and_hasher(keys.len(), Default::default());
+            let unique: Vec<&str> = keys.iter().map(|k| &**k).filter(|k| seen.insert(*k)).collect();
             app.evaluate_keys(&subject, &unique).await
         }
         None => app

@@ -36,30 +36,36 @@ impl EventSink for MemorySink {
     }
 }
 
-/// Settings as a test wants them: the file given, defaults otherwise.
-pub fn config(flags_file: &str, extra: &[(&str, &str)]) -> Config {
-    let path = format!("{}/{flags_file}", env!("CARGO_MANIFEST_DIR"));
-    let vars: Vec<(String, String)> = [("FLAGS_FILE".to_owned(), path)]
+/// `path` relative to the crate root (an absolute path is kept as it is).
+fn crate_path(path: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path).to_string_lossy().into_owned()
+}
+
+/// Settings from `vars`, defaults for everything else.
+fn config_with(first: (&str, String), extra: &[(&str, &str)]) -> Config {
+    let vars: Vec<(String, String)> = [(first.0.to_owned(), first.1)]
         .into_iter()
         .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
     Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).expect("valid config")
+}
+
+/// Settings as a test wants them: the file given, defaults otherwise.
+pub fn config(flags_file: &str, extra: &[(&str, &str)]) -> Config {
+    config_with(("FLAGS_FILE", crate_path(flags_file)), extra)
 }
 
 /// Settings for an app over the DynamoDB table `table`, defaults otherwise (`extra`
 /// sets e.g. `CACHE_TTL_SECONDS`).
 pub fn table_config(table: &str, extra: &[(&str, &str)]) -> Config {
-    let vars: Vec<(String, String)> = [("FLAGS_TABLE".to_owned(), table.to_owned())]
-        .into_iter()
-        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect();
-    Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).expect("valid config")
+    config_with(("FLAGS_TABLE", table.to_owned()), extra)
 }
 
-/// An app over `flags_file` (relative to the crate root) recording into a memory sink.
+/// An app over `flags_file` (relative to the crate root, or absolute) recording into a
+/// memory sink.
 pub fn file_app(flags_file: &str, clock: Clock) -> (Arc<App>, Arc<MemorySink>) {
     let config = config(flags_file, &[]);
-    let path = format!("{}/{flags_file}", env!("CARGO_MANIFEST_DIR"));
+    let path = crate_path(flags_file);
     let store = Arc::new(FileStore::open(path).expect("flags file"));
     let sink = Arc::new(MemorySink::default());
     let app = App::new(store, Some(sink.clone()), &config, clock);
