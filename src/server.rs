@@ -3,15 +3,24 @@
 //! axum only carries bytes here: every request is turned into an [`api::Request`] and
 //! answered by [`api::handle`], exactly as in Lambda. Events are flushed by a background
 //! task on a short interval and drained on Ctrl-C / SIGTERM.
+//!
+//! Performance (`make loadtest`): a flush serialises every buffered event at once, so it
+//! runs on a thread of its own rather than on a runtime worker, where it would stall
+//! every connection that worker serves, and it starts early once a few hundred events
+//! are waiting, so each burst stays short (the interval is the longest an event waits);
+//! there is no router (every path goes to [`api::handle`]); sockets are `TCP_NODELAY`;
+//! the fixed response headers are built once.
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::body::{Body, HttpBody as _};
+use axum::handler::HandlerWithoutStateExt as _;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::serve::ListenerExt as _;
 
 use crate::api::{self, ApiError, Method, Request, Response, MAX_BODY_BYTES};
 use crate::app::App;
@@ -26,10 +35,17 @@ pub async fn serve(
     flush_interval: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let flusher = tokio::spawn(flush_periodically(app.clone(), flush_interval));
-    let router = axum::Router::new().fallback(dispatch).with_state(app.clone());
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
-    flusher.abort();
+    let flusher = Flusher::start(app.clone(), flush_interval)?;
+    let handler_app = app.clone();
+    let service = (move |request: axum::extract::Request| dispatch(handler_app.clone(), request)).into_make_service();
+    let listener = listener.tap_io(|tcp| {
+        // Responses are one write each; never hold one back for Nagle.
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    flusher.stop().await;
     let stats = app.events.drain(DRAIN_BUDGET).await;
     if app.events.enabled() {
         tracing::info!(sent = stats.sent, dropped = stats.dropped, left = stats.buffered, "events drained");
@@ -37,12 +53,65 @@ pub async fn serve(
     served
 }
 
+/// The periodic flush, on a dedicated thread driving the server's runtime
+/// ([`tokio::runtime::Handle::block_on`]): the serialisation of a whole interval's events
+/// is CPU work that must not occupy a worker, and I/O and timers stay on the one runtime
+/// (so a Kinesis client's connections are shared with the final drain).
+struct Flusher {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Flusher {
+    fn start(app: Arc<App>, every: Duration) -> std::io::Result<Flusher> {
+        let runtime = tokio::runtime::Handle::current();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("flagfn-events".into()).spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = stopped => {}
+                    () = flush_periodically(app, every) => {}
+                }
+            });
+        })?;
+        Ok(Flusher { stop, thread })
+    }
+
+    /// Stops the loop (cancelling a flush under way at its next await, as aborting the
+    /// task did) and waits for the thread without blocking the runtime.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        if let Ok(Err(_)) = tokio::task::spawn_blocking(move || thread.join()).await {
+            tracing::error!("the event flush thread panicked");
+        }
+    }
+}
+
+/// A flush starts once `every` has passed since the last one, or earlier when this many
+/// events are waiting: serialising events is a CPU burst, and small bursts keep it from
+/// holding a core (and the requests behind it) for long under load.
+const FLUSH_EARLY_AT: usize = 256;
+/// How often the buffer is looked at for [`FLUSH_EARLY_AT`] while events are coming in...
+const FLUSH_POLL: Duration = Duration::from_millis(5);
+/// ...and while none are (an idle server wakes rarely).
+const FLUSH_POLL_IDLE: Duration = Duration::from_millis(50);
+
 async fn flush_periodically(app: Arc<App>, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = tokio::time::Instant::now();
+    let mut poll = FLUSH_POLL_IDLE;
+    // Early flushes only while the sink takes everything: a failing sink is retried at
+    // the configured interval, not every poll.
+    let mut sink_healthy = true;
     loop {
-        ticks.tick().await;
-        app.events.flush().await;
+        let next_poll = tokio::time::Instant::now() + poll;
+        tokio::time::sleep_until(last.checked_add(every).map_or(next_poll, |due| due.min(next_poll))).await;
+        let buffered = app.events.stats().buffered;
+        if last.elapsed() >= every || (sink_healthy && buffered >= FLUSH_EARLY_AT) {
+            last = tokio::time::Instant::now();
+            sink_healthy = app.events.flush().await.kept == 0;
+        }
+        poll = if buffered == 0 { FLUSH_POLL_IDLE } else { FLUSH_POLL };
     }
 }
 
@@ -68,11 +137,15 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn dispatch(State(app): State<Arc<App>>, request: axum::extract::Request) -> axum::response::Response {
+async fn dispatch(app: Arc<App>, request: axum::extract::Request) -> axum::response::Response {
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(_) => return into_axum(ApiError::PayloadTooLarge.native()),
+    let body = if body.is_end_stream() {
+        axum::body::Bytes::new() // a GET: nothing to collect
+    } else {
+        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(_) => return into_axum(ApiError::PayloadTooLarge.native()),
+        }
     };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let request_id = match header("x-request-id") {
@@ -94,18 +167,38 @@ async fn dispatch(State(app): State<Arc<App>>, request: axum::extract::Request) 
 /// correlate events with requests.
 fn local_request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let start = START
-        .get_or_init(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
-    format!("local-{start:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        format!("local-{start:x}-")
+    });
+    let mut id = String::with_capacity(prefix.len() + 20);
+    id.push_str(prefix);
+    let _ = write!(id, "{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    id
+}
+
+/// [`api::FIXED_HEADERS`] as a ready `HeaderMap` of static values, built once: each
+/// response clones it rather than parsing and validating the same eight values again.
+fn fixed_headers() -> &'static HeaderMap {
+    static FIXED: OnceLock<HeaderMap> = OnceLock::new();
+    FIXED.get_or_init(|| {
+        let mut map = HeaderMap::with_capacity(api::FIXED_HEADERS.len() + 4);
+        for (name, value) in api::FIXED_HEADERS {
+            map.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        map
+    })
 }
 
 fn into_axum(response: Response) -> axum::response::Response {
-    let mut headers = axum::http::HeaderMap::new();
-    for (name, value) in response.headers() {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
+    let mut headers = fixed_headers().clone();
+    for (name, value) in response.varying_static_headers() {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    // An ETag is our own hex in quotes, always a valid value; one that were not is dropped.
+    if let Some(etag) = response.etag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+        headers.insert(axum::http::header::ETAG, etag);
     }
     let mut out = axum::response::Response::new(Body::from(response.body));
     *out.status_mut() = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
