@@ -1,37 +1,65 @@
 # flagfn — see README.md. `make run` and `make test` are the two commands that matter.
-SHELL := /bin/bash
-VENV  := .venv
-PY    := $(VENV)/bin/python
-CARGO ?= cargo
+SHELL  := /bin/bash
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CARGO  ?= cargo
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test bench lint build venv clean
+.PHONY: run test test-rust test-template test-events test-interop bench loadtest lint build venv clean
 
-# Project-local Python tools (moto for DynamoDB/Kinesis, ...). Git-ignored; rebuilt when
-# requirements change.
+# Project-local Python tools (moto, cargo-lambda, cfn-lint, SAM CLI, the OpenFeature SDK),
+# pinned in scripts/requirements.txt. Git-ignored; rebuilt when the requirements change.
+# Falls back to virtualenv where the interpreter was built without the venv module.
 $(VENV)/.installed: scripts/requirements.txt
-	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r scripts/requirements.txt
+	@echo "== installing Python test tools into $(VENV) (first run: ~2 min)"
+	python3 -m venv $(VENV) || { python3 -m pip install --quiet --user virtualenv && python3 -m virtualenv $(VENV); }
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
 
+## make run — the function as a local server on 127.0.0.1:3000 over examples/flags.json,
+## events to events.jsonl. No AWS account needed.
 run:
-	FLAGS_FILE=examples/flags.json EVENTS_FILE=$${EVENTS_FILE:-events.jsonl} $(CARGO) run --bin flagfn
+	FLAGS_FILE=$${FLAGS_FILE:-examples/flags.json} EVENTS_FILE=$${EVENTS_FILE:-events.jsonl} $(CARGO) run --bin flagfn
 
-test: venv
+## make test — everything, on a fresh machine: installs its tools, then unit, property,
+## golden and integration tests (moto started by the tests themselves), the template
+## lint, every sample event through `cargo lambda invoke`, and the OpenFeature interop.
+test: venv test-rust test-template test-events test-interop
+	@echo "== all tests passed"
+
+test-rust: venv
 	python3 scripts/golden_vectors.py --check
 	$(CARGO) test --all-targets
 
+test-template: venv
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/sam validate --lint
+
+test-events: venv test-rust
+	$(PY) scripts/invoke_events.py --binary target/debug/flagfn
+
+test-interop: venv test-rust
+	$(PY) tests/interop/test_ofrep.py --binary target/debug/flagfn
+
+## make bench — criterion benchmarks (eval, cache, handler, events); figures in README.
 bench:
 	$(CARGO) bench
 
+## make loadtest — the local server under a real load generator.
+loadtest:
+	scripts/loadtest.sh
+
+## make lint — formatting and clippy, warnings as errors.
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+## make build — the release binary (SAM builds the Lambda package with `sam build`).
 build:
 	$(CARGO) build --release --bin flagfn
 
 clean:
-	rm -rf target $(VENV)
+	rm -rf target $(VENV) .tools
