@@ -29,13 +29,15 @@ pub fn hash(id: &str, suffix: &[u8]) -> u32 {
         let digest = Md5::new().chain_update(id).chain_update(suffix).finalize();
         return u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]);
     }
-    let mut block = [0u8; 64];
+    // Built where `compress` reads it (a `&[block]` temporary would be one more copy).
+    let mut blocks = [[0u8; 64]];
+    let block = &mut blocks[0];
     block[..id.len()].copy_from_slice(id);
     block[id.len()..len].copy_from_slice(suffix);
     block[len] = 0x80;
     block[56..].copy_from_slice(&((len as u64) * 8).to_le_bytes());
     let mut state = MD5_INIT;
-    md5::block_api::compress(&mut state, &[block]);
+    md5::block_api::compress(&mut state, &blocks);
     state[0]
 }
 
@@ -54,12 +56,37 @@ pub fn in_rollout(percentage: f64, id: &str, suffix: &[u8]) -> bool {
     if percentage >= 100.0 {
         return true;
     }
-    f64::from(rollout_bucket(id, suffix)) < percentage
+    admits(percentage, hash(id, suffix))
+}
+
+/// [`in_rollout`] for a hash already computed: whether bucket `h % 100` is below
+/// `percentage` (compared as a number, so 50.5 admits buckets 0–50).
+pub fn admits(percentage: f64, h: u32) -> bool {
+    f64::from(h % 100) < percentage
 }
 
 /// The variant point `h("{id}:{flag_key}_variant") / 4294967295.0`, in `[0, 1]`.
 pub fn variant_point(id: &str, suffix: &[u8]) -> f64 {
     f64::from(hash(id, suffix)) / MAX_HASH
+}
+
+/// The number of hashes `h` whose variant point `h / 4294967295.0` is below `cumulative`
+/// (0 to 2³²), so that the walk's `point < cumulative` is `u64::from(h) < below` exactly —
+/// the same f64 division, done once per variant when the flag is compiled instead of
+/// once per evaluation. Exact because correctly rounded division by a positive constant
+/// is monotonic in `h`: the points below `cumulative` are a prefix of `0..=u32::MAX`,
+/// found by binary search with the very expression Python evaluates.
+pub fn hashes_below(cumulative: f64) -> u64 {
+    let (mut lo, mut hi) = (0u64, 1u64 << 32);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2; // < 2³², so exact as f64 and a valid hash
+        if (mid as f64) / MAX_HASH < cumulative {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// The suffix appended to an id for a flag's rollout bucket: `":{flag_key}"`.
@@ -98,6 +125,32 @@ mod tests {
                 let d = Md5::digest(format!("{id}:my-flag").as_bytes());
                 assert_eq!(hash(&id, &suffix), u32::from_le_bytes([d[0], d[1], d[2], d[3]]), "{id_len} × {unit}");
             }
+        }
+    }
+
+    #[test]
+    fn hashes_below_is_exactly_the_point_comparison() {
+        let check = |cumulative: f64, h: u32| {
+            let point = f64::from(h) / MAX_HASH;
+            assert_eq!(point < cumulative, u64::from(h) < hashes_below(cumulative), "h={h} cumulative={cumulative}");
+        };
+        for cumulative in [0.0, 1e-12, 0.1, 0.34, 0.34 + 0.33, 0.34 + 0.33 + 0.33, 0.5, 0.999_999_999_9, 1.0, 1.01] {
+            let below = hashes_below(cumulative);
+            // Around the boundary, where rounding decides, and at the ends.
+            for h in below.saturating_sub(3)..=below.saturating_add(3).min(u64::from(u32::MAX)) {
+                check(cumulative, u32::try_from(h).unwrap_or(u32::MAX));
+            }
+            check(cumulative, 0);
+            check(cumulative, u32::MAX);
+        }
+        assert_eq!((hashes_below(0.0), hashes_below(1.0), hashes_below(1.01)), (0, u64::from(u32::MAX), 1 << 32));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hashes_below_agrees_for_any_split(cumulative in 0.0f64..=1.01, h: u32) {
+            let point = f64::from(h) / MAX_HASH;
+            proptest::prop_assert_eq!(point < cumulative, u64::from(h) < hashes_below(cumulative));
         }
     }
 

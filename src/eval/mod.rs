@@ -249,34 +249,43 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
     }
 
     /// Evaluates one flag.
+    #[inline]
     pub fn evaluate(&mut self, flag: &'a CompiledFlag) -> Evaluation<'a> {
         self.eval_flag(flag, &Chain { key: flag.key(), depth: 0, parent: None })
     }
 
+    // Inlined into the caller, so the result is built in the caller's frame and its
+    // fields read from there: returning it from a call, after its one-byte fields were
+    // just set, means copying it with wide loads over narrow stores, which stalls the
+    // CPU for longer than the rest of a rollout's bookkeeping takes.
+    #[inline]
     fn eval_flag(&mut self, flag: &'a CompiledFlag, chain: &Chain<'_, 'a>) -> Evaluation<'a> {
-        let key = flag.key();
-        let body = match flag.body() {
-            Ok(body) => body,
-            Err(message) => return Evaluation::failed(key, Some(flag), EvalError::new(ErrorCode::ParseError, message)),
-        };
-        let mut result = Evaluation::off(key, Some(flag), Reason::FlagDisabled);
+        let mut result = Evaluation::off(flag.key(), Some(flag), Reason::FlagDisabled);
+        if let Err(error) = self.eval_into(flag, chain, &mut result) {
+            result = Evaluation::failed(flag.key(), Some(flag), error);
+        }
+        result
+    }
+
+    /// SPEC §2 for `flag`, writing into `out` (which starts as "off").
+    #[inline(never)]
+    fn eval_into(
+        &mut self,
+        flag: &'a CompiledFlag,
+        chain: &Chain<'_, 'a>,
+        out: &mut Evaluation<'a>,
+    ) -> Result<(), EvalError<'a>> {
+        let body = flag.body().map_err(|message| EvalError::new(ErrorCode::ParseError, message))?;
         if !body.enabled {
-            return result;
+            return Ok(());
         }
         for prerequisite in body.prerequisites.iter() {
-            match self.prerequisite_holds(prerequisite, chain) {
-                Ok(true) => {}
-                Ok(false) => {
-                    result.reason = Reason::PrerequisiteFailed;
-                    return result;
-                }
-                Err(error) => return Evaluation::failed(key, Some(flag), error),
+            if !self.prerequisite_holds(prerequisite, chain)? {
+                out.reason = Reason::PrerequisiteFailed;
+                return Ok(());
             }
         }
-        match self.decide(body, &mut result) {
-            Ok(()) => result,
-            Err(error) => Evaluation::failed(key, Some(flag), error),
-        }
+        self.decide(body, out)
     }
 
     /// Steps 4–8 of SPEC §2, writing into `out` (which starts as "off").
@@ -303,7 +312,7 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
             // 0 % needs no hash (and no user); anything between is a split.
             let admitted = body.rollout > 0.0 && {
                 out.bucketed = true;
-                bucket::in_rollout(body.rollout, self.bucket_id(body)?.as_str(), &body.rollout_suffix)
+                bucket::admits(body.rollout, self.hash(body, &body.rollout_suffix)?)
             };
             if !admitted {
                 out.reason = Reason::NotInRollout;
@@ -331,7 +340,14 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
         }
         if let Some((percentage, suffix)) = &serve.rollout {
             out.bucketed = *percentage > 0.0 && *percentage < 100.0;
-            if !bucket::in_rollout(*percentage, self.bucket_id(body)?.as_str(), suffix) {
+            let admitted = if out.bucketed {
+                bucket::admits(*percentage, self.hash(body, suffix)?)
+            } else {
+                // 0 % or 100 %: no hash, but still no bucketing without an id.
+                self.bucket_id(body)?;
+                *percentage >= 100.0
+            };
+            if !admitted {
                 return Ok(());
             }
         }
@@ -351,8 +367,9 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
             [only] => only,
             variants => {
                 out.bucketed = true;
-                let point = bucket::variant_point(self.bucket_id(body)?.as_str(), &body.variant_suffix);
-                variants.iter().find(|v| point < v.cumulative).unwrap_or(&variants[variants.len() - 1])
+                // `h / 4294967295.0 < cumulative`, as an integer comparison (`below`).
+                let h = u64::from(self.hash(body, &body.variant_suffix)?);
+                variants.iter().find(|v| h < v.below).unwrap_or(&variants[variants.len() - 1])
             }
         };
         Ok(if chosen.key.is_empty() { body.default_variant.map(|i| &body.variants[i]) } else { Some(chosen) })
@@ -361,11 +378,20 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
     fn user_id(&self) -> Result<&'c str, EvalError<'a>> {
         match self.input.user_id {
             Some(id) if !id.trim().is_empty() => Ok(id),
-            _ => Err(EvalError::new(
-                ErrorCode::TargetingKeyMissing,
-                "this flag needs a user id (targetingKey) and none was given",
-            )),
+            _ => Err(no_user_id()),
         }
+    }
+
+    /// `h("{id}{suffix}")` where the id is the `bucket_by` attribute's string form, else
+    /// the user id. (Hashing here rather than returning the id keeps the common path —
+    /// no `bucket_by` — free of copying an id buffer through a `Result`.)
+    fn hash(&self, body: &FlagBody, suffix: &[u8]) -> Result<u32, EvalError<'a>> {
+        if let Some(attribute) = &body.bucket_by {
+            if let Some(id) = self.input.context.get(&**attribute).and_then(BucketId::of) {
+                return Ok(bucket::hash(id.as_str(), suffix));
+            }
+        }
+        Ok(bucket::hash(self.user_id()?, suffix))
     }
 
     /// The id hashed for buckets: the `bucket_by` attribute's string form, else the user id.
@@ -405,6 +431,11 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
         };
         Ok(enabled == p.enabled && p.variant.as_deref().is_none_or(|want| variant == Some(want)))
     }
+}
+
+#[cold]
+fn no_user_id<'a>() -> EvalError<'a> {
+    EvalError::new(ErrorCode::TargetingKeyMissing, "this flag needs a user id (targetingKey) and none was given")
 }
 
 /// The chain of flags being evaluated through prerequisites: one link per level on the

@@ -54,8 +54,10 @@ pub struct FlagBody {
 pub struct Variant {
     /// The variant key.
     pub(crate) key: Box<str>,
-    /// Sum of the allocations up to and including this one, summed exactly as Python did.
-    pub(crate) cumulative: f64,
+    /// How many hashes fall before the cumulative allocation up to and including this
+    /// variant (summed in list order exactly as Python did): the walk's test
+    /// `h / 4294967295.0 < cumulative` is exactly `h < below` (see [`bucket::hashes_below`]).
+    pub(crate) below: u64,
     /// OFREP value (`value`, else `payload`); `None` means the key is the value.
     pub(crate) value: Option<Value>,
 }
@@ -295,7 +297,7 @@ fn compile_variants(docs: &[VariantDoc]) -> Result<Box<[Variant]>, String> {
         cumulative += v.allocation;
         variants.push(Variant {
             key: v.key.as_str().into(),
-            cumulative,
+            below: bucket::hashes_below(cumulative),
             value: v.value.clone().or_else(|| v.payload.clone()),
         });
     }
