@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
-use crate::api::{self, ApiError, Method, Request, Response};
+use crate::api::{self, ApiError, BodyEncoding, Method, Request, Response};
 use crate::app::App;
 
 /// How long the SIGTERM handler may spend draining events (Lambda allows 500 ms for a
@@ -91,8 +91,15 @@ pub async fn invoke(app: &App, event: &str, request_id: &str) -> String {
                 "expected a function URL event or a direct invoke {\"action\": \"evaluate\" | \"batch_evaluate\", ...}",
             ),
         };
-    let request =
-        Request { method: Method::Post, path, query: "", if_none_match: None, body: event.as_bytes(), request_id };
+    let request = Request {
+        method: Method::Post,
+        path,
+        query: "",
+        if_none_match: None,
+        body: event.as_bytes(),
+        request_id,
+        encoding: BodyEncoding::Json,
+    };
     let response = api::handle(app, request).await;
     String::from_utf8(response.body).unwrap_or_default()
 }
@@ -118,6 +125,8 @@ async fn function_url(app: &App, invocation: &Invocation<'_>, method: &str, requ
         if_none_match: invocation.headers.as_ref().and_then(|h| h.if_none_match.as_deref()),
         body: &body,
         request_id,
+        // The body travels as a JSON string in the envelope: have it written escaped.
+        encoding: BodyEncoding::JsonInString,
     };
     url_response(&api::handle(app, request).await)
 }
@@ -126,9 +135,7 @@ async fn function_url(app: &App, invocation: &Invocation<'_>, method: &str, requ
 /// "isBase64Encoded"}`, written by hand so the body — JSON that must travel as a JSON
 /// string — is escaped in one tight pass instead of through a general string escaper.
 fn url_response(response: &Response) -> String {
-    let Some(body) = std::str::from_utf8(&response.body).ok().filter(|b| !b.bytes().any(|c| c < 0x20)) else {
-        return url_response_base64(response);
-    };
+    let body = &response.body;
     let mut out = Vec::with_capacity(body.len() + body.len() / 4 + 640);
     out.extend_from_slice(br#"{"statusCode":"#);
     out.extend_from_slice(response.status.to_string().as_bytes());
@@ -146,28 +153,21 @@ fn url_response(response: &Response) -> String {
         }
     }
     out.extend_from_slice(br#"},"body":""#);
-    escape_json_text(&mut out, body.as_bytes());
-    out.extend_from_slice(URL_RESPONSE_END);
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// Appends `text` (UTF-8 without control characters, e.g. serde_json output) as the
-/// contents of a JSON string: only `"` and `\` need a backslash.
-fn escape_json_text(out: &mut Vec<u8>, text: &[u8]) {
-    let mut start = 0;
-    for at in memchr::memchr2_iter(b'"', b'\\', text) {
-        out.extend_from_slice(&text[start..at]);
-        out.push(b'\\');
-        start = at;
+    match response.encoding {
+        BodyEncoding::JsonInString => out.extend_from_slice(body),
+        BodyEncoding::Json if api::escape_json_text(&mut out, body) => {}
+        BodyEncoding::Json => return url_response_base64(response),
     }
-    out.extend_from_slice(&text[start..]);
+    out.extend_from_slice(URL_RESPONSE_END);
+    // The one UTF-8 check of the body (the escaping above only inserts ASCII).
+    String::from_utf8(out).unwrap_or_else(|_| url_response_base64(response))
 }
 
 /// The fallback for a body that is not plain text: base64, as function URLs allow.
 fn url_response_base64(response: &Response) -> String {
     let headers: serde_json::Map<String, serde_json::Value> =
         response.headers().map(|(name, value)| (name.to_owned(), value.into())).collect();
-    let body = base64::engine::general_purpose::STANDARD.encode(&response.body);
+    let body = base64::engine::general_purpose::STANDARD.encode(response.json_text());
     let out =
         serde_json::json!({"statusCode": response.status, "headers": headers, "body": body, "isBase64Encoded": true});
     out.to_string()
@@ -266,30 +266,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bodies_are_escaped_exactly_as_serde_json_would() {
-        for text in [r#"{"a":"b \"q\" c\\d","n":1,"u":"é✓"}"#, "", r#"""#, r#"\"#, "plain"] {
-            let mut out = Vec::new();
-            escape_json_text(&mut out, text.as_bytes());
-            let expected = serde_json::to_string(text).expect("string");
-            assert_eq!(format!("\"{}\"", String::from_utf8(out).expect("utf-8")), expected, "{text}");
-        }
-    }
-
-    #[test]
     fn function_url_responses_round_trip() {
-        let response = Response {
-            status: 200,
-            body: br#"{"k":"v \"x\"","e":"\u0001"}"#.to_vec(),
-            etag: Some("\"abc\"".into()),
-            allow: None,
-        };
+        let text = br#"{"k":"v \"x\"","e":"\u0001"}"#;
+        let response = Response { etag: Some("\"abc\"".into()), ..Response::json(200, text.to_vec()) };
         let out: serde_json::Value = serde_json::from_str(&url_response(&response)).expect("JSON");
         assert_eq!(out["statusCode"], 200);
         assert_eq!(out["isBase64Encoded"], false);
         assert_eq!(out["headers"]["etag"], "\"abc\"");
-        assert_eq!(out["body"].as_str().map(str::as_bytes), Some(&response.body[..]));
+        assert_eq!(out["body"].as_str().map(str::as_bytes), Some(&text[..]));
+        // A body written already escaped travels as it is, and decodes to the same text.
+        let value: serde_json::Value = serde_json::from_slice(text).expect("JSON");
+        let escaped = api::encode_body(&value, BodyEncoding::JsonInString).expect("encodes");
+        let response = Response { body: escaped, encoding: BodyEncoding::JsonInString, ..response };
+        let out: serde_json::Value = serde_json::from_str(&url_response(&response)).expect("JSON");
+        let body: serde_json::Value = serde_json::from_str(out["body"].as_str().unwrap_or("")).expect("body JSON");
+        assert_eq!(body, value);
         // A body with a raw control character travels as base64 instead.
-        let binary = Response { body: vec![b'{', 1, b'}'], ..response };
+        let binary = Response { body: vec![b'{', 1, b'}'], ..Response::json(200, Vec::new()) };
         let out: serde_json::Value = serde_json::from_str(&url_response(&binary)).expect("JSON");
         assert_eq!((out["isBase64Encoded"].as_bool(), out["body"].as_str()), (Some(true), Some("ewF9")));
     }

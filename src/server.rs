@@ -22,7 +22,7 @@ use axum::handler::HandlerWithoutStateExt as _;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::serve::ListenerExt as _;
 
-use crate::api::{self, ApiError, Method, Request, Response, MAX_BODY_BYTES};
+use crate::api::{self, ApiError, BodyEncoding, Method, Request, Response, MAX_BODY_BYTES};
 use crate::app::App;
 
 /// How long shutdown may spend sending buffered events.
@@ -159,6 +159,7 @@ async fn dispatch(app: Arc<App>, request: axum::extract::Request) -> axum::respo
         if_none_match: header("if-none-match"),
         body: &body,
         request_id: &request_id,
+        encoding: BodyEncoding::Json,
     };
     into_axum(api::handle(&app, request).await)
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use flagfn::api::{handle, Method, Request, MAX_BODY_BYTES};
+use flagfn::api::{handle, BodyEncoding, Method, Request, MAX_BODY_BYTES};
 use flagfn::app::App;
 use flagfn::clock::Clock;
 use serde_json::{json, Value};
@@ -20,7 +20,8 @@ struct Reply {
 }
 
 async fn call(app: &App, method: Method, path: &str, query: &str, body: &[u8], if_none_match: Option<&str>) -> Reply {
-    let request = Request { method, path, query, if_none_match, body, request_id: "req-1" };
+    let request =
+        Request { method, path, query, if_none_match, body, request_id: "req-1", encoding: BodyEncoding::Json };
     let response = handle(app, request).await;
     let headers = response.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     let body =
@@ -234,7 +235,10 @@ async fn ofrep_keys_may_contain_slashes_raw_or_encoded() {
     let app = common::app::file_app(file.to_str().expect("utf-8 path"), Clock::manual()).0;
     for path in ["/ofrep/v1/evaluate/flags/team/checkout", "/ofrep/v1/evaluate/flags/team%2Fcheckout"] {
         let reply = post(&app, path, json!({"context": {"targetingKey": "u"}})).await;
-        assert_eq!((reply.status, &reply.body["key"], &reply.body["value"]), (200, &json!("team/checkout"), &json!(true)));
+        assert_eq!(
+            (reply.status, &reply.body["key"], &reply.body["value"]),
+            (200, &json!("team/checkout"), &json!(true))
+        );
     }
     let reply = post(&app, "/ofrep/v1/evaluate/flags/team/other", json!({"context": {"targetingKey": "u"}})).await;
     assert_eq!((reply.status, &reply.body["errorCode"]), (404, &json!("FLAG_NOT_FOUND")));
@@ -426,4 +430,50 @@ async fn evaluations_are_recorded_as_events_in_the_python_schema() {
     assert!(first["timestamp"].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')));
     assert_eq!((&events[1]["flag_key"], &events[1]["reason"]), (&json!("vip"), &json!("target_match")));
     assert_eq!((&events[2]["flag_key"], &events[2]["reason"]), (&json!("ghost"), &json!("flag_not_found")));
+}
+
+#[tokio::test]
+async fn bodies_written_for_a_json_envelope_decode_to_the_same_text() {
+    let app = app();
+    let batch =
+        json!({"user_id": "alice", "flag_keys": ["on", "abc", "vip", "ghost", "broken"], "context": {"q": "\"\\\n"}});
+    let requests: [(Method, &str, &str, Vec<u8>); 8] = [
+        (Method::Get, "/evaluate", "user_id=u%22q&flag_key=abc", Vec::new()),
+        (Method::Post, "/evaluate", "", json!({"user_id": "é\"✓", "flag_key": "on"}).to_string().into_bytes()),
+        (Method::Post, "/batch_evaluate", "", batch.to_string().into_bytes()),
+        (Method::Post, "/batch_evaluate", "", json!({"user_id": "bob"}).to_string().into_bytes()),
+        (
+            Method::Post,
+            "/ofrep/v1/evaluate/flags/abc",
+            "",
+            json!({"context": {"targetingKey": "t\"k"}}).to_string().into_bytes(),
+        ),
+        (
+            Method::Post,
+            "/ofrep/v1/evaluate/flags/ghost",
+            "",
+            json!({"context": {"targetingKey": "k"}}).to_string().into_bytes(),
+        ),
+        (
+            Method::Post,
+            "/ofrep/v1/evaluate/flags",
+            "",
+            json!({"context": {"targetingKey": "k"}}).to_string().into_bytes(),
+        ),
+        (Method::Post, "/evaluate", "", b"{not json".to_vec()),
+    ];
+    for (method, path, query, body) in &requests {
+        let request =
+            |encoding| Request { method: *method, path, query, if_none_match: None, body, request_id: "r", encoding };
+        let plain = handle(&app, request(BodyEncoding::Json)).await;
+        let escaped = handle(&app, request(BodyEncoding::JsonInString)).await;
+        assert_eq!(plain.encoding, BodyEncoding::Json);
+        assert_eq!((escaped.status, &escaped.etag), (plain.status, &plain.etag), "{path}");
+        assert_eq!(escaped.json_text(), plain.body, "{path}");
+        // And the escaped text is exactly what a JSON string of the plain text holds.
+        if escaped.encoding == BodyEncoding::JsonInString {
+            let quoted = serde_json::to_string(std::str::from_utf8(&plain.body).expect("UTF-8")).expect("string");
+            assert_eq!(escaped.body, quoted.as_bytes()[1..quoted.len() - 1], "{path}");
+        }
+    }
 }

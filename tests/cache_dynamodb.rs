@@ -18,7 +18,7 @@ use common::dynamo::{client, dynamo_app, put_flags, seed_with_boto3, Operations}
 use common::moto::shared_moto;
 use common::moto::{unique_name, Moto};
 use common::proxy::Proxy;
-use flagfn::api::{handle, Method, Request};
+use flagfn::api::{handle, BodyEncoding, Method, Request};
 use flagfn::app::App;
 use flagfn::cache::{CacheStats, ERROR_BACKOFF};
 use flagfn::clock::Clock;
@@ -43,6 +43,7 @@ async fn post(app: &App, path: &str, body: &Value) -> Reply {
         if_none_match: None,
         body: body.as_bytes(),
         request_id: "req-cache",
+        encoding: BodyEncoding::Json,
     };
     let response = handle(app, request).await;
     let body =

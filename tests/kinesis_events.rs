@@ -12,7 +12,7 @@ use common::kinesis::{client, create_stream, read_all, throttle_first, PUT_RECOR
 use common::moto::shared_moto;
 use common::moto::{unique_name, Moto};
 use common::proxy::{Fault, Proxy};
-use flagfn::api::{handle, Method, Request};
+use flagfn::api::{handle, BodyEncoding, Method, Request};
 use flagfn::app::App;
 use flagfn::clock::Clock;
 use flagfn::sink::{EventRecord, EventSink, KinesisSink};
@@ -126,6 +126,7 @@ async fn send(app: &App, call: &Call) -> (Value, Vec<((String, String), Expected
         if_none_match: None,
         body: &body,
         request_id: &call.request_id,
+        encoding: BodyEncoding::Json,
     };
     let response = handle(app, request).await;
     let answer: Value = serde_json::from_slice(&response.body).expect("JSON answer");

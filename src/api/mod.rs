@@ -2,14 +2,15 @@
 //! direct-invoke events) and the local server both build a [`Request`], call
 //! [`handle`], and write out the [`Response`]. One router, one code path.
 
+mod encode;
 mod error;
 mod input;
 mod native;
 mod ofrep;
 
+pub use encode::{encode_body, escape_json_text, BodyEncoding};
 pub use error::ApiError;
 pub use input::MAX_BODY_BYTES;
-
 
 use crate::app::App;
 
@@ -53,6 +54,8 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// The request id events carry.
     pub request_id: &'a str,
+    /// How the transport wants the response body written.
+    pub encoding: BodyEncoding,
 }
 
 /// One response: a status, a JSON body (empty for 204/304) and the few headers that
@@ -67,6 +70,10 @@ pub struct Response {
     pub etag: Option<String>,
     /// `Allow` for a 405 or a preflight.
     pub allow: Option<&'static str>,
+    /// How `body` is written: the request's encoding for evaluation results; plain JSON
+    /// for errors, health and OFREP bulk (whose `ETag` is over the plain JSON text, the
+    /// same whichever transport carried it).
+    pub encoding: BodyEncoding,
 }
 
 /// Headers on every response: the Python handler's security headers and CORS.
@@ -84,7 +91,23 @@ pub const FIXED_HEADERS: [(&str, &str); 8] = [
 impl Response {
     /// A JSON response.
     pub fn json(status: u16, body: Vec<u8>) -> Self {
-        Response { status, body, etag: None, allow: None }
+        Response { status, body, etag: None, allow: None, encoding: BodyEncoding::Json }
+    }
+
+    /// The body as JSON text, whatever its encoding (decoding an escaped one).
+    pub fn json_text(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.encoding {
+            BodyEncoding::Json => std::borrow::Cow::Borrowed(&self.body),
+            BodyEncoding::JsonInString => {
+                let mut quoted = Vec::with_capacity(self.body.len() + 2);
+                quoted.push(b'"');
+                quoted.extend_from_slice(&self.body);
+                quoted.push(b'"');
+                std::borrow::Cow::Owned(
+                    serde_json::from_slice::<String>(&quoted).map(String::into_bytes).unwrap_or_default(),
+                )
+            }
+        }
     }
 
     fn empty(status: u16) -> Self {

@@ -2,16 +2,15 @@
 //! `version`, and `rule_id`/`stale`/`error` when they apply): `GET /evaluate`, `GET /`,
 //! `POST /evaluate`, `POST /batch_evaluate`.
 
-use serde::ser::SerializeMap;
 use serde::Serialize;
 
+use super::encode::{field, Writer};
 use super::input::{check_flag_key, parse_body, query_params, subject, NativeBody};
-use super::{ApiError, Request, Response};
+use super::{ApiError, BodyEncoding, Request, Response};
 use crate::app::{App, Outcome};
 use crate::eval::{ErrorCode, FlagValue};
 
-/// One flag's result, in the Python service's shape.
-#[derive(Serialize)]
+/// One flag's result, in the Python service's shape (field order as Python wrote it).
 struct NativeResult<'a> {
     user_id: Option<&'a str>,
     flag_key: &'a str,
@@ -21,13 +20,13 @@ struct NativeResult<'a> {
     variant: Option<&'a str>,
     value: Option<FlagValue<'a>>,
     version: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Written only when set.
     rule_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    /// Written only when true.
     stale: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Written only when set.
     error_code: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Written only when set.
     error: Option<&'a str>,
 }
 
@@ -51,6 +50,49 @@ impl<'a> NativeResult<'a> {
             error: error.map(|(_, message)| &**message),
         }
     }
+
+    fn write(&self, w: &mut Writer<'_>) -> serde_json::Result<()> {
+        w.raw("{");
+        field!(w, "user_id");
+        w.optional_string(self.user_id);
+        field!(w, , "flag_key");
+        w.string(self.flag_key);
+        field!(w, , "flag_id");
+        w.optional_string(self.flag_id);
+        field!(w, , "enabled");
+        w.boolean(self.enabled);
+        field!(w, , "reason");
+        w.string(self.reason);
+        field!(w, , "variant");
+        w.optional_string(self.variant);
+        field!(w, , "value");
+        match self.value {
+            None => w.raw("null"),
+            Some(FlagValue::Bool(on)) => w.boolean(on),
+            Some(FlagValue::Key(key)) => w.string(key),
+            Some(FlagValue::Json(value)) => w.serde(value)?,
+        }
+        field!(w, , "version");
+        w.optional_number(self.version);
+        if let Some(rule_id) = self.rule_id {
+            field!(w, , "rule_id");
+            w.string(rule_id);
+        }
+        if self.stale {
+            field!(w, , "stale");
+            w.boolean(true);
+        }
+        if let Some(code) = self.error_code {
+            field!(w, , "error_code");
+            w.string(code);
+        }
+        if let Some(error) = self.error {
+            field!(w, , "error");
+            w.string(error);
+        }
+        w.raw("}");
+        Ok(())
+    }
 }
 
 /// `GET /evaluate?user_id=&flag_key=` (and `GET /`), with an optional JSON body
@@ -58,7 +100,7 @@ impl<'a> NativeResult<'a> {
 pub async fn evaluate_get(app: &App, request: &Request<'_>) -> Response {
     let (user_id, flag_key) = query_params(request.query);
     match parse_body::<NativeBody>(request.body) {
-        Ok(body) => evaluate(app, user_id, flag_key, body.context, request.request_id).await,
+        Ok(body) => evaluate(app, user_id, flag_key, body.context, request).await,
         Err(error) => error.native(),
     }
 }
@@ -66,7 +108,7 @@ pub async fn evaluate_get(app: &App, request: &Request<'_>) -> Response {
 /// `POST /evaluate` with `{user_id, flag_key, context?}`.
 pub async fn evaluate_post(app: &App, request: &Request<'_>) -> Response {
     match parse_body::<NativeBody>(request.body) {
-        Ok(body) => evaluate(app, body.user_id, body.flag_key, body.context, request.request_id).await,
+        Ok(body) => evaluate(app, body.user_id, body.flag_key, body.context, request).await,
         Err(error) => error.native(),
     }
 }
@@ -76,15 +118,16 @@ async fn evaluate(
     user_id: Option<String>,
     flag_key: Option<String>,
     context: Option<serde_json::Map<String, serde_json::Value>>,
-    request_id: &str,
+    request: &Request<'_>,
 ) -> Response {
     let Some(flag_key) = flag_key else {
         return ApiError::BadRequest("`flag_key` is required".into()).native();
     };
-    let subject = match check_flag_key(&flag_key, "flag_key").and_then(|()| subject(user_id, context, request_id)) {
-        Ok(subject) => subject,
-        Err(error) => return error.native(),
-    };
+    let subject =
+        match check_flag_key(&flag_key, "flag_key").and_then(|()| subject(user_id, context, request.request_id)) {
+            Ok(subject) => subject,
+            Err(error) => return error.native(),
+        };
     let outcomes = app.evaluate_keys(&subject, &[&flag_key]).await;
     let Some(outcome) = outcomes.first() else {
         return ApiError::Unavailable("no evaluation was produced".into()).native();
@@ -92,7 +135,7 @@ async fn evaluate(
     match &outcome.error {
         Some((ErrorCode::TargetingKeyMissing, message)) => ApiError::TargetingKeyMissing(message.to_string()).native(),
         Some((ErrorCode::General, message)) => ApiError::Unavailable(message.to_string()).native(),
-        _ => json(200, &NativeResult::new(subject.user_id.as_deref(), outcome)),
+        _ => written(request.encoding, 256, |w| NativeResult::new(subject.user_id.as_deref(), outcome).write(w)),
     }
 }
 
@@ -107,7 +150,9 @@ pub async fn batch(app: &App, request: &Request<'_>) -> Response {
                 let message = outcomes.first().and_then(|o| o.error.as_ref()).map(|(_, m)| m.to_string());
                 return ApiError::Unavailable(message.unwrap_or_default()).native();
             }
-            json(200, &BatchBody { user_id: user_id.as_deref(), outcomes: &outcomes })
+            // ~150 bytes a flag (more escaped): sized once rather than grown by copying.
+            let size = 64 + outcomes.len() * 192;
+            written(request.encoding, size, |w| write_batch(w, user_id.as_deref(), &outcomes))
         }
         Err(error) => error.native(),
     }
@@ -142,29 +187,40 @@ async fn batch_outcomes(
 }
 
 /// `{"user_id": ..., "results": {flag_key: result, ...}}` in request order.
-struct BatchBody<'a> {
-    user_id: Option<&'a str>,
-    outcomes: &'a [Outcome],
+fn write_batch(w: &mut Writer<'_>, user_id: Option<&str>, outcomes: &[Outcome]) -> serde_json::Result<()> {
+    w.raw("{");
+    field!(w, "user_id");
+    w.optional_string(user_id);
+    field!(w, , "results");
+    w.raw("{");
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if i > 0 {
+            w.raw(",");
+        }
+        w.string(outcome.key());
+        w.raw(":");
+        NativeResult::new(user_id, outcome).write(w)?;
+    }
+    w.raw("}}");
+    Ok(())
 }
 
-impl Serialize for BatchBody<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Results<'a>(Option<&'a str>, &'a [Outcome]);
-        impl Serialize for Results<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_map(self.1.iter().map(|o| (o.key(), NativeResult::new(self.0, o))))
-            }
-        }
-        let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry("user_id", &self.user_id)?;
-        map.serialize_entry("results", &Results(self.user_id, self.outcomes))?;
-        map.end()
+/// A 200 response whose body (of about `size` bytes) `write` writes in `encoding`.
+fn written(
+    encoding: BodyEncoding,
+    size: usize,
+    write: impl FnOnce(&mut Writer<'_>) -> serde_json::Result<()>,
+) -> Response {
+    let mut body = Vec::with_capacity(size);
+    match write(&mut Writer::new(&mut body, encoding)) {
+        Ok(()) => Response { encoding, ..Response::json(200, body) },
+        Err(error) => ApiError::Unavailable(format!("response could not be encoded: {error}")).native(),
     }
 }
 
-pub(super) fn json(status: u16, body: &impl Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => Response::json(status, bytes),
+pub(super) fn json(encoding: BodyEncoding, status: u16, body: &impl Serialize) -> Response {
+    match super::encode_body(body, encoding) {
+        Ok(bytes) => Response { encoding, ..Response::json(status, bytes) },
         Err(error) => ApiError::Unavailable(format!("response could not be encoded: {error}")).native(),
     }
 }

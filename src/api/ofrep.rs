@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::error::{ofrep_status, OfrepError};
 use super::input::{check_flag_key, ofrep_subject, parse_body, OfrepBody};
 use super::native::json;
-use super::{ApiError, Request, Response};
+use super::{ApiError, BodyEncoding, Request, Response};
 use crate::app::{App, Outcome, Subject};
 use crate::eval::{FlagValue, Reason};
 
@@ -95,7 +95,7 @@ pub async fn evaluate_one(app: &App, request: &Request<'_>, raw_key: &str) -> Re
         return ApiError::Unavailable("no evaluation was produced".into()).ofrep(Some(&key));
     };
     let status = outcome.error_code().map_or(200, ofrep_status);
-    json(status, &Item::new(outcome))
+    json(request.encoding, status, &Item::new(outcome))
 }
 
 /// Bulk evaluation of every flag, with an `ETag` over the evaluated results.
@@ -112,13 +112,14 @@ pub async fn evaluate_bulk(app: &App, request: &Request<'_>) -> Response {
     struct Bulk<'a> {
         flags: Vec<Item<'a>>,
     }
-    let response = json(200, &Bulk { flags: outcomes.iter().map(Item::new).collect() });
+    // Plain JSON whatever the transport: the ETag is over this text.
+    let response = json(BodyEncoding::Json, 200, &Bulk { flags: outcomes.iter().map(Item::new).collect() });
     if response.status != 200 {
         return response;
     }
     let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&response.body));
     if request.if_none_match.is_some_and(|header| etag_matches(header, &etag)) {
-        return Response { status: 304, body: Vec::new(), etag: Some(etag), allow: None };
+        return Response { etag: Some(etag), ..Response::json(304, Vec::new()) };
     }
     Response { etag: Some(etag), ..response }
 }
