@@ -65,7 +65,7 @@ pub(super) fn partition_key(user_id: Option<&str>, request_id: &str) -> String {
 #[derive(Serialize)]
 struct FullEvent<'a> {
     event_type: &'static str,
-    timestamp: String,
+    timestamp: &'a str,
     user_id: Option<&'a str>,
     flag_id: &'a str,
     flag_key: &'a str,
@@ -77,12 +77,28 @@ struct FullEvent<'a> {
     request_id: &'a str,
 }
 
-pub(super) fn full_record(pending: &Pending) -> Option<EventRecord> {
+/// The full events of `events`, in order. What a request's events share — the
+/// formatted timestamp and the partition key — is worked out once per request, not
+/// once per event (a 100-flag batch is 100 events of one request).
+pub(super) fn full_records(events: &VecDeque<Pending>) -> impl Iterator<Item = EventRecord> + '_ {
+    let mut shared: Option<(Arc<RequestPart>, String, String)> = None;
+    events.iter().filter_map(move |pending| {
+        let request = &pending.request;
+        if !shared.as_ref().is_some_and(|(last, _, _)| Arc::ptr_eq(last, request)) {
+            let key = partition_key(request.user_id.as_deref(), &request.request_id);
+            shared = Some((request.clone(), rfc3339(request.timestamp), key));
+        }
+        let (_, timestamp, partition_key) = shared.as_ref()?;
+        full_record(pending, timestamp, partition_key)
+    })
+}
+
+fn full_record(pending: &Pending, timestamp: &str, partition_key: &str) -> Option<EventRecord> {
     let (request, outcome) = (&pending.request, &pending.outcome);
     let view = outcome.view();
     let event = FullEvent {
         event_type: "feature_flag_evaluation",
-        timestamp: rfc3339(request.timestamp),
+        timestamp,
         user_id: request.user_id.as_deref(),
         flag_id: view.flag_id(),
         flag_key: outcome.key(),
@@ -94,7 +110,7 @@ pub(super) fn full_record(pending: &Pending) -> Option<EventRecord> {
         request_id: &request.request_id,
     };
     let data = serde_json::to_vec(&event).ok()?;
-    Some(EventRecord { partition_key: partition_key(request.user_id.as_deref(), &request.request_id), data })
+    Some(EventRecord { partition_key: partition_key.to_owned(), data })
 }
 
 /// One record per (flag, version, variant, enabled, reason) in the flush window.

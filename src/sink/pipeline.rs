@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::event::{full_record, sampled_in, summaries, Pending, RequestPart};
+use super::event::{full_records, sampled_in, summaries, Pending, RequestPart};
 use super::{EventRecord, EventSink};
 use crate::app::{Outcome, Subject};
 use crate::config::EventsConfig;
@@ -303,7 +303,7 @@ impl EventPipeline {
             records.extend(summaries(&events));
         }
         if self.config.mode.full() {
-            records.extend(events.iter().filter_map(full_record));
+            records.extend(full_records(&events));
         }
         records
     }
