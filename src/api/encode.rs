@@ -64,6 +64,27 @@ const PLAIN: [bool; 256] = {
     plain
 };
 
+/// Whether `text` needs no escaping in a JSON string. Eight bytes at a time (most
+/// strings here are ids and keys of 8–40 bytes): a word has a byte to escape iff it has a
+/// `"` or `\\` byte (a zero byte after XOR) or one below 0x20 — the classic exact
+/// "has zero byte" / "has byte less than" word tests.
+fn is_plain(text: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let mut words = text.chunks_exact(8);
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_le_bytes(bytes);
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+        if control || has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\'))) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| PLAIN[usize::from(b)])
+}
+
 /// `field!(writer, "name")` writes `"name":`; `field!(writer, , "name")` writes `,"name":`
 /// — in the writer's encoding, from text built at compile time.
 macro_rules! field {
@@ -122,7 +143,7 @@ impl<'o> Writer<'o> {
 
     /// A JSON string.
     pub(crate) fn string(&mut self, text: &str) {
-        if text.bytes().all(|b| PLAIN[usize::from(b)]) {
+        if is_plain(text.as_bytes()) {
             self.out.reserve(text.len() + 4);
             self.quote();
             self.out.extend_from_slice(text.as_bytes());
@@ -148,15 +169,21 @@ impl<'o> Writer<'o> {
 
     /// An unsigned integer, or `null`.
     pub(crate) fn optional_number(&mut self, value: Option<u64>) {
-        match value {
-            Some(n) => {
-                use std::fmt::Write as _;
-                let mut digits = String::with_capacity(20);
-                let _ = write!(digits, "{n}");
-                self.raw(&digits);
+        let Some(mut n) = value else {
+            return self.raw("null");
+        };
+        // Digits right to left into a stack buffer (u64::MAX has 20).
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
             }
-            None => self.raw("null"),
         }
+        self.out.extend_from_slice(&digits[at..]);
     }
 
     /// Any value, through serde_json.
@@ -311,6 +338,29 @@ mod tests {
             prop_assert_eq!(written(BodyEncoding::Json, &text, &value), serde_json::to_vec(&same).expect("JSON"));
             let escaped = String::from_utf8(written(BodyEncoding::JsonInString, &text, &value)).expect("UTF-8");
             prop_assert_eq!(escaped, expected(&same));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn is_plain_agrees_with_the_byte_table(text in prop::collection::vec(any::<u8>(), 0..40)) {
+            prop_assert_eq!(is_plain(&text), text.iter().all(|&b| PLAIN[usize::from(b)]));
+        }
+    }
+
+    #[test]
+    fn is_plain_finds_a_special_byte_at_every_position() {
+        for len in 1..=24 {
+            for at in 0..len {
+                for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                    let mut text = vec![b'a'; len];
+                    text[at] = special;
+                    assert!(!is_plain(&text), "{len} {at} {special}");
+                }
+                let mut text = vec![b'a'; len];
+                text[at] = 0xc3; // non-ASCII bytes need no escaping
+                assert!(is_plain(&text));
+            }
         }
     }
 
