@@ -6,13 +6,16 @@
 //! - Misses are read through *flights*: the first request to miss a key reads it (one
 //!   `GetItem`, or one `BatchGetItem` for many keys) and every concurrent request for the
 //!   same key waits for that read instead of issuing its own (single-flight).
-//! - "No such flag" is remembered for `negative_ttl`.
+//! - "No such flag" is remembered for `negative_ttl`, in an LRU of its own
+//!   ([`entries`]), so unknown keys can never push real flags out.
 //! - A store *error* is never remembered as "no such flag". The last good value is served,
 //!   marked stale, until `ttl + stale_if_error` after it was fetched. After a failed
-//!   store call the store is left alone for [`ERROR_BACKOFF`]: cached keys are served
-//!   stale and uncached ones fail at once, so an outage (or a hanging store) does not
-//!   make every request wait on it. With nothing cached, the answer is
-//!   [`Cached::Unavailable`] (a `GENERAL` error), never "not found".
+//!   store call the store is left alone for [`ERROR_BACKOFF`], counted from when the
+//!   failure was *known* (a call that hangs until its timeout has taken time already):
+//!   cached keys are served stale without waiting and uncached ones fail at once, so an
+//!   outage (or a hanging store) does not make every request wait on it. With nothing
+//!   cached, the answer is [`Cached::Unavailable`] (a `GENERAL` error), never "not
+//!   found". What failed goes to the log; answers only say that the store is unavailable.
 //! - The every-flag snapshot (a `Scan`) is cached the same way, as one unit.
 //!
 //! Time is passed in by the caller: the request's one wall-clock reading, which it needs
@@ -26,7 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use lru::LruCache;
 use tokio::sync::watch;
 
 use crate::config::CacheConfig;
@@ -38,8 +40,17 @@ use crate::store::FlagStore;
 /// uncached keys fail at once).
 pub const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
+/// What an answer says when the store failed and nothing usable is cached: the same
+/// short text whatever went wrong (the details, SDK dumps with endpoints and request
+/// ids, go to the log only).
+pub const UNAVAILABLE: &str = "flag store unavailable";
+
 /// Most rounds of prerequisite loading (a chain deeper than this is malformed anyway).
 const PREREQUISITE_ROUNDS: usize = crate::flag::MAX_PREREQUISITE_DEPTH + 1;
+
+mod entries;
+
+use entries::{Entries, Entry, Known};
 
 /// What the cache knows about one key.
 #[derive(Debug, Clone)]
@@ -50,9 +61,9 @@ pub enum Cached {
     Stale(Arc<CompiledFlag>),
     /// The store has no such flag.
     NotFound,
-    /// The store failed and nothing usable is cached; the message is for logs and
-    /// error details (it names the store problem, never a user).
-    Unavailable(Arc<str>),
+    /// The store failed and nothing usable is cached. Why is in the log (the cache logs
+    /// each failed store call); answers say only that the store is unavailable.
+    Unavailable,
 }
 
 impl Cached {
@@ -60,7 +71,7 @@ impl Cached {
     pub fn flag(&self) -> Option<&Arc<CompiledFlag>> {
         match self {
             Cached::Fresh(flag) | Cached::Stale(flag) => Some(flag),
-            Cached::NotFound | Cached::Unavailable(_) => None,
+            Cached::NotFound | Cached::Unavailable => None,
         }
     }
 
@@ -98,22 +109,6 @@ pub struct CacheStats {
     pub entries: usize,
 }
 
-/// Lookup counts, kept under the entries lock the lookups hold anyway (no atomic
-/// operation on the hit path).
-#[derive(Debug, Default)]
-struct Tally {
-    hits: u64,
-    misses: u64,
-    stale: u64,
-}
-
-/// The LRU and the counts of lookups in it, behind one lock.
-#[derive(Debug)]
-struct Entries {
-    lru: LruCache<Box<str>, Entry>,
-    tally: Tally,
-}
-
 #[derive(Debug, Default)]
 struct Counters {
     hits: AtomicU64,
@@ -122,13 +117,6 @@ struct Counters {
     stale_serves: AtomicU64,
     store_errors: AtomicU64,
     evictions: AtomicU64,
-}
-
-/// One cached key: a flag or "no such flag", and when it was read.
-#[derive(Debug)]
-struct Entry {
-    flag: Option<Arc<CompiledFlag>>,
-    fetched: SystemTime,
 }
 
 /// What a flight publishes: the flags it read (`None` = not in the store) or the error.
@@ -179,7 +167,7 @@ impl FlagCache {
         FlagCache {
             store,
             config,
-            entries: Mutex::new(Entries { lru: LruCache::new(config.max_entries), tally: Tally::default() }),
+            entries: Mutex::new(Entries::new(&config)),
             flights: Mutex::new(HashMap::new()),
             snapshot: Mutex::new(SnapshotState::default()),
             backoff: Mutex::new(None),
@@ -198,7 +186,7 @@ impl FlagCache {
             stale_serves: s.stale_serves.load(Relaxed) + entries.tally.stale,
             store_errors: s.store_errors.load(Relaxed),
             evictions: s.evictions.load(Relaxed),
-            entries: entries.lru.len(),
+            entries: entries.len(),
         }
     }
 
@@ -307,25 +295,21 @@ impl FlagCache {
 
     /// The answer for `key` if the cache can give one without the store.
     fn lookup(&self, entries: &mut Entries, key: &str, now: SystemTime) -> Option<Cached> {
-        let tally = &mut entries.tally;
-        let Some(entry) = entries.lru.get(key) else {
-            tally.misses += 1;
-            return None;
-        };
-        let answer = match &entry.flag {
-            Some(flag) if now < entry.fetched + self.config.ttl => Cached::Fresh(flag.clone()),
-            None if now < entry.fetched + self.config.negative_ttl => Cached::NotFound,
-            Some(flag) if self.servable_stale(entry, now) && self.backing_off(now).is_some() => {
-                tally.stale += 1;
-                return Some(Cached::Stale(flag.clone()));
+        let answer = match entries.get(key) {
+            Known::Flag(entry) if now < entry.fetched + self.config.ttl => Some(Cached::Fresh(entry.flag.clone())),
+            Known::Flag(entry) if self.servable_stale(entry, now) && self.backing_off(now).is_some() => {
+                let flag = entry.flag.clone();
+                entries.tally.stale += 1;
+                return Some(Cached::Stale(flag));
             }
-            _ => {
-                tally.misses += 1;
-                return None;
-            }
+            Known::Missing(at) if now < at + self.config.negative_ttl => Some(Cached::NotFound),
+            Known::Flag(_) | Known::Missing(_) | Known::Unknown => None,
         };
-        tally.hits += 1;
-        Some(answer)
+        match answer {
+            Some(_) => entries.tally.hits += 1,
+            None => entries.tally.misses += 1,
+        }
+        answer
     }
 
     /// Looks up every key under one lock.
@@ -418,6 +402,11 @@ impl FlagCache {
     /// Calls the store unless it failed within [`ERROR_BACKOFF`] — then fails at once with
     /// that error, so a dead or hanging store costs one call per second, not one per
     /// request. Counts reads and errors; a failure starts the backoff, a success ends it.
+    ///
+    /// The backoff runs from when the failure is known: `now` (the request's clock
+    /// reading) plus how long the call took. Measured from `now` alone, a call that took
+    /// as long as the backoff to time out would leave a backoff that had already ended,
+    /// and every request would wait on the hanging store in turn.
     async fn call_store<T>(
         &self,
         what: &'static str,
@@ -429,6 +418,8 @@ impl FlagCache {
             return Err(why);
         }
         self.stats.store_reads.fetch_add(1, Relaxed);
+        // tokio's clock, so tests with paused time see a hanging call take its time.
+        let started = tokio::time::Instant::now();
         match call.await {
             Ok(value) => {
                 *lock(&self.backoff) = None;
@@ -436,9 +427,10 @@ impl FlagCache {
             }
             Err(error) => {
                 self.stats.store_errors.fetch_add(1, Relaxed);
-                tracing::warn!(error = %error, keys, "flag store {what} failed; backing off for {ERROR_BACKOFF:?}");
+                let took = started.elapsed();
+                tracing::warn!(error = %error, keys, took_ms = took.as_millis(), "flag store {what} failed; backing off for {ERROR_BACKOFF:?}");
                 let why: Arc<str> = Arc::from(error.to_string());
-                *lock(&self.backoff) = Some((now + ERROR_BACKOFF, why.clone()));
+                *lock(&self.backoff) = Some((now + took + ERROR_BACKOFF, why.clone()));
                 Err(why)
             }
         }
@@ -447,11 +439,8 @@ impl FlagCache {
     fn insert_all(&self, flags: impl Iterator<Item = (Box<str>, Option<Arc<CompiledFlag>>)>, now: SystemTime) {
         let mut entries = lock(&self.entries);
         for (key, flag) in flags {
-            let entry = Entry { flag, fetched: now };
-            if let Some((old_key, _)) = entries.lru.push(key.clone(), entry) {
-                if old_key != key {
-                    self.stats.evictions.fetch_add(1, Relaxed);
-                }
+            if entries.insert(key, flag, now) {
+                self.stats.evictions.fetch_add(1, Relaxed);
             }
         }
     }
@@ -463,14 +452,14 @@ impl FlagCache {
                 Some(Some(flag)) => Cached::Fresh(flag.clone()),
                 _ => Cached::NotFound,
             },
-            Err(message) => {
+            Err(_) => {
                 let entries = lock(&self.entries);
-                match entries.lru.peek(key) {
-                    Some(entry @ Entry { flag: Some(flag), .. }) if self.servable_stale(entry, now) => {
+                match entries.peek_flag(key) {
+                    Some(entry) if self.servable_stale(entry, now) => {
                         self.stats.stale_serves.fetch_add(1, Relaxed);
-                        Cached::Stale(flag.clone())
+                        Cached::Stale(entry.flag.clone())
                     }
-                    _ => Cached::Unavailable(message),
+                    _ => Cached::Unavailable,
                 }
             }
         }
@@ -580,7 +569,7 @@ impl Prerequisites {
                 continue; // the evaluator reports the over-deep chain itself
             }
             match self.status.get(key) {
-                Some(Cached::Unavailable(_)) => return (Some(key), stale),
+                Some(Cached::Unavailable) => return (Some(key), stale),
                 Some(cached) => {
                     stale |= cached.is_stale();
                     if let Some(next) = cached.flag() {
