@@ -32,7 +32,6 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use crate::config::CacheConfig;
-use crate::eval::{FlagSet, FlagSource};
 use crate::flag::CompiledFlag;
 use crate::store::FlagStore;
 
@@ -45,12 +44,14 @@ pub const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// ids, go to the log only).
 pub const UNAVAILABLE: &str = "flag store unavailable";
 
-/// Most rounds of prerequisite loading (a chain deeper than this is malformed anyway).
-const PREREQUISITE_ROUNDS: usize = crate::flag::MAX_PREREQUISITE_DEPTH + 1;
-
 mod entries;
+mod resolve;
+mod snapshot;
 
 use entries::{Entries, Entry, Known};
+pub use resolve::Resolved;
+pub use snapshot::Snapshot;
+use snapshot::SnapshotState;
 
 /// What the cache knows about one key.
 #[derive(Debug, Clone)]
@@ -79,15 +80,6 @@ impl Cached {
     pub fn is_stale(&self) -> bool {
         matches!(self, Cached::Stale(_))
     }
-}
-
-/// The every-flag snapshot.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// Every flag in the store, by key.
-    pub flags: Arc<FlagSet>,
-    /// Served from a failed refresh's fallback.
-    pub stale: bool,
 }
 
 /// Counters for logs and tests. Monotonic since start-up.
@@ -123,15 +115,6 @@ struct Counters {
 type FlightResult = Result<Arc<HashMap<Box<str>, Option<Arc<CompiledFlag>>>>, Arc<str>>;
 type FlightSender = watch::Sender<Option<FlightResult>>;
 type FlightReceiver = watch::Receiver<Option<FlightResult>>;
-
-type ScanResult = Result<Arc<FlagSet>, Arc<str>>;
-
-/// The every-flag snapshot and its refresh state.
-#[derive(Debug, Default)]
-struct SnapshotState {
-    current: Option<(SystemTime, Arc<FlagSet>)>,
-    flight: Option<watch::Receiver<Option<ScanResult>>>,
-}
 
 /// LRU + TTL cache of compiled flags over a store. Shared by every request of a warm
 /// Lambda (or of the local server).
@@ -201,14 +184,6 @@ impl FlagCache {
         fetched.pop().unwrap_or(Cached::NotFound)
     }
 
-    /// Several flags (one lock for all hits, one store read for all misses), plus every
-    /// flag their prerequisites name, transitively, so the evaluator has what it needs.
-    pub async fn resolve<'k>(&self, keys: &[&'k str], now: SystemTime) -> Resolved<'k> {
-        let requested = self.lookup_or_fetch(keys, now).await;
-        let prerequisites = self.load_prerequisites(&requested, now).await;
-        Resolved { requested, prerequisites }
-    }
-
     /// Each key's answer, in order: hits under one lock, then one store read for all the
     /// misses.
     async fn lookup_or_fetch<'k>(&self, keys: &[&'k str], now: SystemTime) -> Vec<(&'k str, Cached)> {
@@ -219,78 +194,6 @@ impl FlagCache {
             .into_iter()
             .map(|(key, cached)| (key, cached.or_else(|| fetched.next()).unwrap_or(Cached::NotFound)))
             .collect()
-    }
-
-    /// Every flag (a `Scan`, cached as one snapshot with the same TTL). `Err` only when
-    /// the store fails and no snapshot is young enough to serve stale.
-    pub async fn all(&self, now: SystemTime) -> Result<Snapshot, Arc<str>> {
-        loop {
-            let (receiver, leader) = {
-                let mut state = lock(&self.snapshot);
-                if let Some(snapshot) = self.snapshot_without_store(&state, now) {
-                    return Ok(snapshot);
-                }
-                self.stats.misses.fetch_add(1, Relaxed);
-                match &state.flight {
-                    Some(receiver) => (receiver.clone(), None),
-                    None => {
-                        let (sender, receiver) = watch::channel(None);
-                        state.flight = Some(receiver.clone());
-                        (receiver, Some(sender))
-                    }
-                }
-            };
-            if let Some(sender) = leader {
-                self.lead_scan(sender, now).await;
-            }
-            if let Some(result) = wait(receiver).await {
-                return self.settle_scan(result, now);
-            }
-            // The scanning request was cancelled mid-read: try again, leading if need be.
-        }
-    }
-
-    /// The snapshot if it can be served without a store read (fresh, or stale while the
-    /// store is in error backoff).
-    fn snapshot_without_store(&self, state: &SnapshotState, now: SystemTime) -> Option<Snapshot> {
-        let (fetched, flags) = state.current.as_ref()?;
-        if now < *fetched + self.config.ttl {
-            self.stats.hits.fetch_add(1, Relaxed);
-            return Some(Snapshot { flags: flags.clone(), stale: false });
-        }
-        if self.backing_off(now).is_some() && now < *fetched + self.config.ttl + self.config.stale_if_error {
-            self.stats.stale_serves.fetch_add(1, Relaxed);
-            return Some(Snapshot { flags: flags.clone(), stale: true });
-        }
-        None
-    }
-
-    async fn lead_scan(&self, sender: watch::Sender<Option<ScanResult>>, now: SystemTime) {
-        let _clear = ClearScanFlight(self);
-        let result = self.call_store("scan", 0, now, self.store.scan()).await.map(|flags| {
-            let set = Arc::new(FlagSet::new(flags));
-            self.insert_all(set.iter().map(|f| (Box::from(f.key()), Some(f.clone()))), now);
-            lock(&self.snapshot).current = Some((now, set.clone()));
-            tracing::debug!(flags = set.len(), "flag snapshot refreshed");
-            set
-        });
-        let _ = sender.send(Some(result));
-    }
-
-    fn settle_scan(&self, result: ScanResult, now: SystemTime) -> Result<Snapshot, Arc<str>> {
-        match result {
-            Ok(flags) => Ok(Snapshot { flags, stale: false }),
-            Err(message) => {
-                let state = lock(&self.snapshot);
-                match &state.current {
-                    Some((fetched, flags)) if now < *fetched + self.config.ttl + self.config.stale_if_error => {
-                        self.stats.stale_serves.fetch_add(1, Relaxed);
-                        Ok(Snapshot { flags: flags.clone(), stale: true })
-                    }
-                    _ => Err(message),
-                }
-            }
-        }
     }
 
     /// The answer for `key` if the cache can give one without the store.
@@ -464,31 +367,6 @@ impl FlagCache {
             }
         }
     }
-
-    /// Loads, round by round, every flag the resolved flags name as prerequisites.
-    /// `None` when no flag has prerequisites (the common case: nothing to build).
-    async fn load_prerequisites(&self, requested: &[(&str, Cached)], now: SystemTime) -> Option<Prerequisites> {
-        if !requested.iter().any(|(_, c)| c.flag().is_some_and(|f| f.has_prerequisites())) {
-            return None;
-        }
-        let mut known: HashMap<Box<str>, Cached> =
-            requested.iter().map(|(key, cached)| (Box::from(*key), cached.clone())).collect();
-        let mut frontier: Vec<Arc<CompiledFlag>> = requested.iter().filter_map(|(_, c)| c.flag().cloned()).collect();
-        for _ in 0..PREREQUISITE_ROUNDS {
-            let mut wanted: Vec<&str> = frontier.iter().flat_map(|f| f.prerequisite_keys()).collect();
-            wanted.sort_unstable();
-            wanted.dedup();
-            wanted.retain(|k| !known.contains_key(*k));
-            if wanted.is_empty() {
-                break;
-            }
-            let next: Vec<(Box<str>, Cached)> =
-                self.lookup_or_fetch(&wanted, now).await.into_iter().map(|(k, c)| (Box::from(k), c)).collect();
-            frontier = next.iter().filter_map(|(_, c)| c.flag().cloned()).collect();
-            known.extend(next);
-        }
-        Some(Prerequisites::new(known))
-    }
 }
 
 /// Waits for a flight's result; `None` if its leader went away without publishing.
@@ -509,83 +387,6 @@ impl Drop for ClearFlights<'_> {
         for key in self.keys {
             flights.remove(key);
         }
-    }
-}
-
-struct ClearScanFlight<'a>(&'a FlagCache);
-
-impl Drop for ClearScanFlight<'_> {
-    fn drop(&mut self) {
-        lock(&self.0.snapshot).flight = None;
-    }
-}
-
-/// The flags one request asked for, in its order, plus their prerequisites.
-#[derive(Debug)]
-pub struct Resolved<'k> {
-    /// Each requested key (duplicates kept) with what the cache knows about it.
-    pub requested: Vec<(&'k str, Cached)>,
-    /// Every flag reachable through prerequisites; `None` when there are none.
-    prerequisites: Option<Prerequisites>,
-}
-
-impl Resolved<'_> {
-    /// Where the evaluator looks up prerequisite flags.
-    pub fn source(&self) -> &dyn FlagSource {
-        match &self.prerequisites {
-            Some(p) => p,
-            None => &crate::eval::NoFlags,
-        }
-    }
-
-    /// Whether `flag`'s prerequisites (transitively) include one the store could not
-    /// provide, or one served stale: `(unavailable key, any stale)`.
-    pub fn prerequisite_health<'a>(&'a self, flag: &'a CompiledFlag) -> (Option<&'a str>, bool) {
-        match &self.prerequisites {
-            Some(p) => p.health(flag),
-            None => (None, false),
-        }
-    }
-}
-
-/// Flags by key for prerequisite lookups, with their cache status.
-#[derive(Debug)]
-struct Prerequisites {
-    flags: FlagSet,
-    status: HashMap<Box<str>, Cached>,
-}
-
-impl Prerequisites {
-    fn new(status: HashMap<Box<str>, Cached>) -> Self {
-        let flags = FlagSet::new(status.values().filter_map(|c| c.flag().cloned()));
-        Prerequisites { flags, status }
-    }
-
-    fn health<'a>(&'a self, flag: &'a CompiledFlag) -> (Option<&'a str>, bool) {
-        let mut stale = false;
-        let mut stack: Vec<(&str, usize)> = flag.prerequisite_keys().map(|k| (k, 1)).collect();
-        while let Some((key, depth)) = stack.pop() {
-            if depth > PREREQUISITE_ROUNDS {
-                continue; // the evaluator reports the over-deep chain itself
-            }
-            match self.status.get(key) {
-                Some(Cached::Unavailable) => return (Some(key), stale),
-                Some(cached) => {
-                    stale |= cached.is_stale();
-                    if let Some(next) = cached.flag() {
-                        stack.extend(next.prerequisite_keys().map(|k| (k, depth + 1)));
-                    }
-                }
-                None => {}
-            }
-        }
-        (None, stale)
-    }
-}
-
-impl FlagSource for Prerequisites {
-    fn flag(&self, key: &str) -> Option<&CompiledFlag> {
-        self.flags.flag(key)
     }
 }
 
