@@ -130,19 +130,12 @@ pub(super) async fn serve_connections(
             },
             () = &mut shutdown => break,
         };
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let closed = lock(&registry).close_oldest_idle();
-                tracing::debug!(closed_idle = closed, "connection cap reached");
-                tokio::select! {
-                    permit = slots.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                    () = &mut shutdown => break,
-                }
-            }
+        let permit = tokio::select! {
+            permit = slot(&slots, &registry) => match permit {
+                Some(permit) => permit,
+                None => break,
+            },
+            () = &mut shutdown => break,
         };
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
@@ -156,10 +149,27 @@ pub(super) async fn serve_connections(
         });
     }
     drop(listener);
+    drain(&phase, &slots, &registry, limits).await;
+}
+
+/// A connection slot: free at once, or made by closing the oldest idle connection, or
+/// (every connection busy) the first one freed. `None` only if the semaphore closed.
+async fn slot(slots: &Arc<Semaphore>, registry: &Mutex<Registry>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(permit) = slots.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    let closed = lock(registry).close_oldest_idle();
+    tracing::debug!(closed_idle = closed, "connection cap reached");
+    slots.clone().acquire_owned().await.ok()
+}
+
+/// Lets requests under way finish within the grace (every slot back means every
+/// connection ended), then closes whatever is still open.
+async fn drain(phase: &watch::Sender<Phase>, slots: &Semaphore, registry: &Mutex<Registry>, limits: ServerLimits) {
     let _ = phase.send(Phase::Draining);
     let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     if tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all)).await.is_err() {
-        let open = lock(&registry).open.len();
+        let open = lock(registry).open.len();
         tracing::warn!(open, grace_ms = limits.shutdown_grace.as_millis(), "closing connections still open");
         let _ = phase.send(Phase::Closing);
         let _ = tokio::time::timeout(Duration::from_secs(1), slots.acquire_many(all)).await;
