@@ -316,3 +316,32 @@ fn head_requests_and_oversized_ofrep_bodies() {
         assert!(body["errorDetails"].is_string() && body.get("error").is_none(), "{path}: {body}");
     }
 }
+
+/// Issue 11, item 6: a connection that does not finish its request head, or sits idle
+/// after a response, is closed after the header-read timeout.
+#[test]
+fn half_sent_and_idle_connections_are_closed_after_the_header_timeout() {
+    use std::io::Write;
+    let limits = flagfn::server::ServerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..flagfn::server::ServerLimits::default()
+    };
+    let (server, _) = Server::start_with(limits);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let requests: [&[u8]; 2] = [
+        b"GET /health HTTP/1.1\r\nhost: x\r\n",
+        b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n", // answered, then left idle (keep-alive)
+    ];
+    for request in requests {
+        let mut tcp = std::net::TcpStream::connect(&addr).expect("connect");
+        // Far longer than the timeout: a read that returns early means the server closed.
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
+        tcp.write_all(request).expect("send");
+        let started = Instant::now();
+        let mut out = Vec::new();
+        tcp.read_to_end(&mut out).expect("closed by the server, not timed out here");
+        assert!(started.elapsed() < Duration::from_secs(10), "closed after {:?}", started.elapsed());
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+}
