@@ -98,7 +98,13 @@ pub struct EventsConfig {
     pub mode: EventsMode,
     /// Most events held while the sink is slow or down; older ones are dropped beyond it.
     pub buffer_max: usize,
-    /// How often the local server flushes (Lambda flushes after every response).
+    /// Most bytes (estimated) the buffer holds; the oldest events are dropped beyond it.
+    pub buffer_max_bytes: usize,
+    /// Lambda: flush after a response once this many events are buffered...
+    pub flush_min: usize,
+    /// ...or once the oldest has waited this long (the events a crash can lose).
+    pub flush_max_age: Duration,
+    /// How often the local server flushes.
     pub flush_interval: Duration,
 }
 
@@ -111,6 +117,9 @@ impl Default for EventsConfig {
             include_context: true,
             mode: EventsMode::Full,
             buffer_max: 100_000,
+            buffer_max_bytes: 32 << 20,
+            flush_min: 500,
+            flush_max_age: Duration::from_secs(1),
             flush_interval: Duration::from_secs(1),
         }
     }
@@ -182,6 +191,9 @@ impl Config {
                 "a whole number ≥ 1",
             )?
             .get(),
+            buffer_max_bytes: in_range(&get, "EVENTS_BUFFER_MAX_BYTES", 32 << 20, 1 << 20, 1 << 30)? as usize,
+            flush_min: in_range(&get, "EVENTS_FLUSH_MIN", 500, 1, 1_000_000)? as usize,
+            flush_max_age: Duration::from_millis(in_range(&get, "EVENTS_FLUSH_MAX_AGE_MS", 1_000, 0, 900_000)?),
             flush_interval: match get("EVENTS_FLUSH_INTERVAL_MS") {
                 None => event_defaults.flush_interval,
                 Some(_) => {
@@ -240,6 +252,22 @@ fn boolean(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: b
     }
 }
 
+/// A whole number from `min` to `max` (both within `usize` on 32-bit targets too).
+fn in_range(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let expected = format!("a whole number from {min} to {max}");
+    let value = parse(get, name, default, &expected)?;
+    match (min..=max).contains(&value) {
+        true => Ok(value),
+        false => Err(invalid(name, &value.to_string(), &expected)),
+    }
+}
+
 fn events_mode(get: &impl Fn(&str) -> Option<String>) -> Result<EventsMode, ConfigError> {
     match get("EVENTS_MODE").map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(EventsMode::Full),
@@ -275,6 +303,8 @@ mod tests {
         assert_eq!(c.events.sample_rate, 1.0);
         assert!(c.events.include_context);
         assert_eq!(c.events.mode, EventsMode::Full);
+        assert_eq!((c.events.buffer_max_bytes, c.events.flush_min), (32 << 20, 500));
+        assert_eq!(c.events.flush_max_age, Duration::from_secs(1));
         assert_eq!(c.events.stream, None);
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.lambda_runtime_api, None);
@@ -295,6 +325,9 @@ mod tests {
             ("EVENTS_INCLUDE_CONTEXT", "false"),
             ("EVENTS_MODE", "both"),
             ("EVENTS_BUFFER_MAX", "7"),
+            ("EVENTS_BUFFER_MAX_BYTES", "2097152"),
+            ("EVENTS_FLUSH_MIN", "50"),
+            ("EVENTS_FLUSH_MAX_AGE_MS", "0"),
             ("EVENTS_FILE", "/tmp/e.jsonl"),
             ("EVENTS_FLUSH_INTERVAL_MS", "250"),
             ("BIND_ADDR", "0.0.0.0:8080"),
@@ -313,6 +346,8 @@ mod tests {
         assert!(!c.events.include_context);
         assert_eq!(c.events.mode, EventsMode::Both);
         assert_eq!(c.events.buffer_max, 7);
+        assert_eq!((c.events.buffer_max_bytes, c.events.flush_min), (2 << 20, 50));
+        assert_eq!(c.events.flush_max_age, Duration::ZERO);
         assert_eq!(c.events.file, Some(PathBuf::from("/tmp/e.jsonl")));
         assert_eq!(c.events.flush_interval, Duration::from_millis(250));
         assert_eq!(c.bind_addr.port(), 8080);
@@ -334,6 +369,12 @@ mod tests {
             ("EVENTS_INCLUDE_CONTEXT", "maybe"),
             ("EVENTS_MODE", "verbose"),
             ("EVENTS_BUFFER_MAX", "0"),
+            ("EVENTS_BUFFER_MAX_BYTES", "1000"),
+            ("EVENTS_BUFFER_MAX_BYTES", "2000000000"),
+            ("EVENTS_BUFFER_MAX_BYTES", "18446744073709551616"),
+            ("EVENTS_FLUSH_MIN", "0"),
+            ("EVENTS_FLUSH_MAX_AGE_MS", "-1"),
+            ("EVENTS_FLUSH_MAX_AGE_MS", "86400000"),
             ("BIND_ADDR", "localhost"),
         ] {
             let err = config(&[("FLAGS_FILE", "f.json"), (name, value)]).expect_err(name).to_string();
