@@ -236,7 +236,7 @@ async fn register_flush_extension(
         let (app, responded) = (app.clone(), responded.clone());
         async move {
             responded.notified().await;
-            if app.events.flush_due() {
+            if app.events.flush_due(app.clock.wall()) {
                 let report = app.events.flush().await;
                 tracing::debug!(sent = report.sent, kept = report.kept, "events flushed after the response");
             }

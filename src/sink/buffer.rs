@@ -10,8 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-
-use tokio::time::Instant;
+use std::time::SystemTime;
 
 use super::event::Entry;
 
@@ -89,7 +88,7 @@ impl Buffer {
     }
 
     /// When the oldest evaluation held was recorded.
-    pub(super) fn oldest(&self) -> Option<Instant> {
+    pub(super) fn oldest(&self) -> Option<SystemTime> {
         self.ready.front().or(self.events.front()).map(Entry::since)
     }
 

@@ -16,7 +16,6 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use tokio::time::Instant;
 
 use super::EventRecord;
 use crate::app::Outcome;
@@ -41,8 +40,6 @@ pub(super) struct RequestPart {
     pub(super) context: Option<Arc<Map<String, Value>>>,
     pub(super) request_id: Arc<str>,
     pub(super) timestamp: SystemTime,
-    /// When it was recorded (monotonic): the age that triggers a flush.
-    pub(super) recorded_at: Instant,
     /// What this part holds in memory, including its serialization once made.
     pub(super) bytes: usize,
     /// The context's JSON text length, estimated without serializing it.
@@ -77,7 +74,6 @@ impl RequestPart {
             context,
             request_id,
             timestamp,
-            recorded_at: Instant::now(),
             bytes,
             context_json_bytes: json,
             prepared: OnceLock::new(),
@@ -137,7 +133,7 @@ pub(super) enum Entry {
         /// Evaluations it accounts for (0 when they are also sent as full events).
         events: u64,
         /// When its oldest evaluation was recorded.
-        since: Instant,
+        since: SystemTime,
         /// Sent before and rejected.
         resend: bool,
     },
@@ -145,7 +141,7 @@ pub(super) enum Entry {
 
 impl Entry {
     /// A summary record accounting for `events` evaluations, the oldest recorded `since`.
-    pub(super) fn summary(record: EventRecord, events: u64, since: Instant) -> Self {
+    pub(super) fn summary(record: EventRecord, events: u64, since: SystemTime) -> Self {
         Entry::Summary { record, events, since, resend: false }
     }
 
@@ -183,9 +179,9 @@ impl Entry {
     }
 
     /// When the oldest evaluation in it was recorded.
-    pub(super) fn since(&self) -> Instant {
+    pub(super) fn since(&self) -> SystemTime {
         match self {
-            Entry::Event(pending) => pending.request.recorded_at,
+            Entry::Event(pending) => pending.request.timestamp,
             Entry::Summary { since, .. } => *since,
         }
     }

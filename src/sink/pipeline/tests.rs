@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::eval::{ErrorCode, FlagSet};
 use crate::flag::parse_flags_document;
-use crate::sink::{BoxFuture, FailedRecord, SinkError, SinkLimits};
+use crate::sink::{BoxFuture, EventRecord, FailedRecord, SinkError, SinkLimits};
 use crate::store::{FlagStore, StoreError};
 
 /// Rollout buckets and variant points of these users are pinned in tests/api.rs:
@@ -823,45 +823,45 @@ async fn a_flush_is_due_at_the_minimum_count_or_age_and_paused_after_a_failure()
     let failing = down.clone();
     let sink = Arc::new(FakeSink::new(move |_, _| if failing.load(Relaxed) { Answer::Fail } else { Answer::Accept }));
     let app = app(&[("EVENTS_FLUSH_MIN", "3"), ("EVENTS_FLUSH_MAX_AGE_MS", "1000")], &sink);
-    assert!(!app.events.flush_due(), "nothing buffered");
+    assert!(!due(&app), "nothing buffered");
     ask(&app, "user-1", &["on", "off"]).await;
-    assert!(!app.events.flush_due(), "two events, young");
+    assert!(!due(&app), "two events, young");
     ask(&app, "user-2", &["on"]).await;
-    assert!(app.events.flush_due(), "three events");
+    assert!(due(&app), "three events");
     app.events.flush().await;
 
     ask(&app, "user-3", &["on"]).await;
-    tokio::time::advance(Duration::from_millis(999)).await;
-    assert!(!app.events.flush_due());
-    tokio::time::advance(Duration::from_millis(1)).await;
-    assert!(app.events.flush_due(), "the oldest is a second old");
+    app.clock.advance(Duration::from_millis(999));
+    assert!(!due(&app));
+    app.clock.advance(Duration::from_millis(1));
+    assert!(due(&app), "the oldest is a second old by the app's clock");
 
     // A failed flush pauses after-response flushes (1 s, then 2 s, ...).
     down.store(true, Relaxed);
     assert_eq!(app.events.flush().await.sent, 0);
     ask(&app, "user-4", &["on", "off", "half"]).await;
-    assert!(!app.events.flush_due(), "paused after the failure");
+    assert!(!due(&app), "paused after the failure");
     tokio::time::advance(Duration::from_millis(1_000)).await;
-    assert!(app.events.flush_due());
+    assert!(due(&app));
     app.events.flush().await;
     tokio::time::advance(Duration::from_millis(1_000)).await;
-    assert!(!app.events.flush_due(), "the pause doubled");
+    assert!(!due(&app), "the pause doubled");
     tokio::time::advance(Duration::from_millis(1_000)).await;
-    assert!(app.events.flush_due());
+    assert!(due(&app));
     down.store(false, Relaxed);
     assert_eq!(app.events.flush().await, FlushReport { sent: 4, kept: 0 });
     ask(&app, "user-5", &["on", "off", "half"]).await;
-    assert!(app.events.flush_due(), "a success ends the pause");
+    assert!(due(&app), "a success ends the pause");
 }
 
 #[tokio::test(start_paused = true)]
 async fn events_held_across_flush_decisions_keep_their_own_time_and_request() {
     let sink = Arc::new(FakeSink::accepting());
-    let app = app(&[("EVENTS_FLUSH_MIN", "100")], &sink);
+    let app = app(&[("EVENTS_FLUSH_MIN", "100"), ("EVENTS_FLUSH_MAX_AGE_MS", "60000")], &sink);
     ask(&app, "user-1", &["on"]).await;
     app.clock.advance(Duration::from_secs(7));
     ask(&app, "user-2", &["on"]).await;
-    assert!(!app.events.flush_due());
+    assert!(!due(&app));
     app.events.flush().await;
     let events: Vec<Value> = sink.accepted().iter().map(event).collect();
     assert_eq!(events[0]["timestamp"], "2027-01-15T08:00:00.123456Z");
@@ -900,6 +900,11 @@ async fn a_call_in_flight_at_the_deadline_is_cut_and_counted_unconfirmed() {
     let stats = app.events.shutdown(Duration::from_millis(300)).await;
     assert_eq!((stats.recorded, stats.delivered, stats.dropped, stats.unconfirmed), (7, 0, 7, 7));
     assert_eq!(stats.buffered, 0);
+}
+
+/// Whether an after-response flush is due by the app's clock.
+fn due(app: &App) -> bool {
+    app.events.flush_due(app.clock.wall())
 }
 
 /// A sink whose every call takes `delay`.
