@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CARGO  ?= cargo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-rust test-template test-events test-interop bench loadtest lint build venv clean
+.PHONY: run test test-rust test-template test-events test-rie test-interop bench loadtest lint build venv clean
 
 # Project-local Python tools (moto, cargo-lambda, cfn-lint, SAM CLI, the OpenFeature SDK),
 # pinned in scripts/requirements.txt. Git-ignored; rebuilt when the requirements change.
@@ -26,8 +26,9 @@ run:
 
 ## make test — everything, on a fresh machine: installs its tools, then unit, property,
 ## golden and integration tests (moto started by the tests themselves), the template
-## lint, every sample event through `cargo lambda invoke`, and the OpenFeature interop.
-test: venv test-rust test-template test-events test-interop
+## lint, every sample event through `cargo lambda invoke` and through AWS's Runtime
+## Interface Emulator (with Kinesis), and the OpenFeature interop.
+test: venv test-rust test-template test-events test-rie test-interop
 	@echo "== all tests passed"
 
 test-rust: venv
@@ -40,6 +41,11 @@ test-template: venv
 
 test-events: venv test-rust
 	$(PY) scripts/invoke_events.py --binary target/debug/flagfn
+
+## Every sample event through aws-lambda-rie (from the SAM CLI) with events to moto
+## Kinesis; prints INIT REPORT and the median billed Duration.
+test-rie: venv test-rust
+	$(PY) scripts/rie_events.py --binary target/debug/flagfn
 
 test-interop: venv test-rust
 	$(PY) tests/interop/test_ofrep.py --binary target/debug/flagfn

@@ -98,7 +98,13 @@ pub struct EventsConfig {
     pub mode: EventsMode,
     /// Most events held while the sink is slow or down; older ones are dropped beyond it.
     pub buffer_max: usize,
-    /// How often the local server flushes (Lambda flushes after every response).
+    /// Most bytes (estimated) the buffer holds; the oldest events are dropped beyond it.
+    pub buffer_max_bytes: usize,
+    /// Lambda: flush after a response once this many events are buffered...
+    pub flush_min: usize,
+    /// ...or once the oldest has waited this long (the events a crash can lose).
+    pub flush_max_age: Duration,
+    /// How often the local server flushes.
     pub flush_interval: Duration,
 }
 
@@ -111,6 +117,9 @@ impl Default for EventsConfig {
             include_context: true,
             mode: EventsMode::Full,
             buffer_max: 100_000,
+            buffer_max_bytes: 32 << 20,
+            flush_min: 500,
+            flush_max_age: Duration::from_secs(1),
             flush_interval: Duration::from_secs(1),
         }
     }
@@ -176,6 +185,9 @@ impl Config {
             include_context: boolean(&get, "EVENTS_INCLUDE_CONTEXT", true)?,
             mode: events_mode(&get)?,
             buffer_max: number(&get, "EVENTS_BUFFER_MAX", event_defaults.buffer_max, 1..=10_000_000)?,
+            buffer_max_bytes: number(&get, "EVENTS_BUFFER_MAX_BYTES", 32 << 20, (1 << 20)..=(1 << 30))?,
+            flush_min: number(&get, "EVENTS_FLUSH_MIN", 500, 1..=1_000_000)?,
+            flush_max_age: millis(&get, "EVENTS_FLUSH_MAX_AGE_MS", Duration::from_secs(1), 0..=900_000)?,
             flush_interval: millis(&get, "EVENTS_FLUSH_INTERVAL_MS", event_defaults.flush_interval, 1..=3_600_000)?,
         };
         let bind_addr =
@@ -308,6 +320,8 @@ mod tests {
         assert_eq!(c.events.sample_rate, 1.0);
         assert!(c.events.include_context);
         assert_eq!(c.events.mode, EventsMode::Full);
+        assert_eq!((c.events.buffer_max_bytes, c.events.flush_min), (32 << 20, 500));
+        assert_eq!(c.events.flush_max_age, Duration::from_secs(1));
         assert_eq!(c.events.stream, None);
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.lambda_runtime_api, None);
@@ -328,6 +342,9 @@ mod tests {
             ("EVENTS_INCLUDE_CONTEXT", "false"),
             ("EVENTS_MODE", "both"),
             ("EVENTS_BUFFER_MAX", "7"),
+            ("EVENTS_BUFFER_MAX_BYTES", "2097152"),
+            ("EVENTS_FLUSH_MIN", "50"),
+            ("EVENTS_FLUSH_MAX_AGE_MS", "0"),
             ("EVENTS_FILE", "/tmp/e.jsonl"),
             ("EVENTS_FLUSH_INTERVAL_MS", "250"),
             ("STORE_TIMEOUT_MS", "120"),
@@ -347,6 +364,8 @@ mod tests {
         assert!(!c.events.include_context);
         assert_eq!(c.events.mode, EventsMode::Both);
         assert_eq!(c.events.buffer_max, 7);
+        assert_eq!((c.events.buffer_max_bytes, c.events.flush_min), (2 << 20, 50));
+        assert_eq!(c.events.flush_max_age, Duration::ZERO);
         assert_eq!(c.events.file, Some(PathBuf::from("/tmp/e.jsonl")));
         assert_eq!(c.events.flush_interval, Duration::from_millis(250));
         assert_eq!(c.store_timeout, Duration::from_millis(120));
@@ -369,6 +388,12 @@ mod tests {
             ("EVENTS_INCLUDE_CONTEXT", "maybe"),
             ("EVENTS_MODE", "verbose"),
             ("EVENTS_BUFFER_MAX", "0"),
+            ("EVENTS_BUFFER_MAX_BYTES", "1000"),
+            ("EVENTS_BUFFER_MAX_BYTES", "2000000000"),
+            ("EVENTS_BUFFER_MAX_BYTES", "18446744073709551616"),
+            ("EVENTS_FLUSH_MIN", "0"),
+            ("EVENTS_FLUSH_MAX_AGE_MS", "-1"),
+            ("EVENTS_FLUSH_MAX_AGE_MS", "86400000"),
             ("BIND_ADDR", "localhost"),
         ] {
             let err = config(&[("FLAGS_FILE", "f.json"), (name, value)]).expect_err(name).to_string();

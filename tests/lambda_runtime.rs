@@ -55,7 +55,7 @@ struct Function {
 }
 
 impl Function {
-    fn start(api: &RuntimeApi, aws_endpoint: &str, stream: &str) -> Function {
+    fn start(api: &RuntimeApi, aws_endpoint: &str, stream: &str, settings: &[(&str, &str)]) -> Function {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let log = std::env::temp_dir().join(format!("flagfn-lambda-{}.log", unique_name("run")));
         let stderr = std::fs::File::create(&log).expect("log file");
@@ -73,6 +73,7 @@ impl Function {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "info,flagfn=debug")
+            .envs(settings.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -278,7 +279,13 @@ struct Setup {
     _moto: Moto,
 }
 
+/// [`setup_with`] flushing after every invocation (`EVENTS_FLUSH_MAX_AGE_MS=0`), so each
+/// invocation's events can be followed on their own.
 async fn setup() -> Setup {
+    setup_with(&[("EVENTS_FLUSH_MAX_AGE_MS", "0")]).await
+}
+
+async fn setup_with(settings: &[(&str, &str)]) -> Setup {
     let moto = Moto::start();
     let kinesis = client(&moto.endpoint()).await;
     let stream = unique_name("lambda-events");
@@ -287,7 +294,7 @@ async fn setup() -> Setup {
     let proxy = Proxy::start(&moto.endpoint());
     slow_sink(&proxy, timeline.clone());
     let api = RuntimeApi::start(FUNCTION, timeline.clone());
-    let function = Function::start(&api, &proxy.endpoint(), &stream);
+    let function = Function::start(&api, &proxy.endpoint(), &stream, settings);
     Setup { function, api, proxy, timeline, kinesis, stream, _moto: moto }
 }
 
@@ -414,4 +421,92 @@ async fn sigterm_drains_what_an_outage_left_buffered() {
     expected_stored.sort();
     assert_eq!(expected_stored.len(), 1 + 5 + 5);
     assert_eq!(stored_evaluations(&read_all(&s.kinesis, &s.stream).await), expected_stored, "each exactly once");
+}
+
+/// The account the binary logs at shutdown: (recorded, delivered, dropped, unconfirmed).
+fn shutdown_account(log: &str) -> (u64, u64, u64, u64) {
+    let line = log.lines().find(|l| l.contains("events at shutdown")).unwrap_or_else(|| panic!("no account:\n{log}"));
+    let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let field = |name: &str| line[name].as_u64().unwrap_or_else(|| panic!("no {name} in {line}"));
+    (field("recorded"), field("delivered"), field("dropped"), field("unconfirmed"))
+}
+
+/// Issue 16: with a flush minimum of 6 events and a long age bound, invocations answer
+/// without any sink call until six events are buffered; then one `PutRecords` carries the
+/// events of both invocations, each with its own request id; what is left when SIGTERM
+/// comes is delivered before the exit, and the log's account adds up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_wait_for_the_flush_minimum_and_sigterm_delivers_the_rest() {
+    let mut s = setup_with(&[("EVENTS_FLUSH_MIN", "6"), ("EVENTS_FLUSH_MAX_AGE_MS", "600000")]).await;
+    let files = ["url-evaluate-post.json", "url-batch-evaluate.json", "invoke-evaluate.json"];
+    let mut ids = Vec::new();
+    let mut expected_stored = Vec::new();
+    for file in files {
+        let id = s.api.invoke(&event(file));
+        let body = check_expected(file, &s.api.answer(&id, LIMIT).await);
+        expected_stored.extend(evaluated_keys(&body).into_iter().map(|k| (id.clone(), k)));
+        s.ready_after(&id).await;
+        ids.push(id);
+    }
+    let entries = s.timeline.entries();
+    let render = s.timeline.render();
+    let calls: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Entry::Mark { label, .. } if label == RECEIVED))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(calls.len(), 1, "one PutRecords for three invocations\n{render}");
+    let call = calls[0];
+    assert!(response(&entries, &ids[1]) < call && call < ready_after(&entries, &ids[1]).expect("ready"), "{render}");
+    let mut carried = mark_ids(&entries, call).to_vec();
+    carried.dedup();
+    assert_eq!(carried, [ids[0].clone(), ids[1].clone()], "both invocations' events, in order\n{render}");
+
+    let sigterm = s.timeline.mark(SIGTERM, Vec::new());
+    s.function.terminate();
+    assert!(s.function.exit_status().await.success(), "log:\n{}", s.function.log());
+    let entries = s.timeline.entries();
+    let last = marks_with(&entries, STORED, &ids[2]);
+    let render = s.timeline.render();
+    assert!(last.len() == 1 && last[0] > sigterm, "the last event left at SIGTERM\n{render}\n{}", s.function.log());
+    expected_stored.sort();
+    assert_eq!(expected_stored.len(), 1 + 5 + 1);
+    assert_eq!(stored_evaluations(&read_all(&s.kinesis, &s.stream).await), expected_stored, "each exactly once");
+    assert_eq!(shutdown_account(&s.function.log()), (7, 7, 0, 0));
+}
+
+/// Issue 11, finding 5: 5,000 events buffered, a sink that takes 200 ms per call and a
+/// 400 ms shutdown budget. The drain starts no call it cannot finish (one or two, not
+/// ten), the process exits, and the logged account holds: delivered + dropped ==
+/// recorded, with delivered matching what the stream holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_slow_sink_stops_at_its_budget_and_counts_what_it_could_not_send() {
+    let mut s = setup_with(&[("EVENTS_FLUSH_MIN", "1000000"), ("EVENTS_FLUSH_MAX_AGE_MS", "600000")]).await;
+    let keys: Vec<String> = (0..1_000).map(|i| format!("unknown-{i:04}")).collect();
+    let payload = serde_json::json!({"action": "batch_evaluate", "user_id": "user-1", "flag_keys": keys});
+    for _ in 0..5 {
+        let id = s.api.invoke(&payload.to_string());
+        let Answer::Response(text) = s.api.answer(&id, LIMIT).await else { panic!("an error answer") };
+        assert!(text.contains("flag_not_found"), "{}", &text[..text.len().min(300)]);
+        s.ready_after(&id).await;
+    }
+    let sigterm = s.timeline.mark(SIGTERM, Vec::new());
+    s.function.terminate();
+    assert!(s.function.exit_status().await.success(), "log:\n{}", s.function.log());
+
+    let entries = s.timeline.entries();
+    let calls = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| *i > sigterm && matches!(e, Entry::Mark { label, .. } if label == RECEIVED))
+        .count();
+    assert!((1..=2).contains(&calls), "{calls} PutRecords started within the budget\n{}", s.timeline.render());
+    let (recorded, delivered, dropped, unconfirmed) = shutdown_account(&s.function.log());
+    eprintln!("{calls} PutRecords after SIGTERM; recorded {recorded}, delivered {delivered}, dropped {dropped}");
+    assert_eq!(recorded, 5_000);
+    assert_eq!(delivered + dropped, recorded, "log:\n{}", s.function.log());
+    assert!(dropped >= 4_000, "at most two calls of 500 went out: {dropped}");
+    let stored = read_all(&s.kinesis, &s.stream).await.len() as u64;
+    assert!(delivered <= stored && stored <= delivered + unconfirmed, "{stored} stored, {delivered} delivered");
 }

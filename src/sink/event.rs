@@ -1,12 +1,20 @@
 //! The evaluation event (SPEC §7) and everything about turning recorded evaluations
-//! into records: the Python schema, per-window summaries, sampling, partition keys.
+//! into records: the Python schema, per-window summaries, sampling, partition keys, and
+//! what a recorded event costs in memory (the buffer is bounded in bytes).
 //! Kept apart from the buffering and sending in `pipeline.rs`.
+//!
+//! A request's context is serialized at most once, the first time one of its events is
+//! turned into a record ([`RequestPart::prepared`]), and that one serialization is copied
+//! into each of its events' records as they are cut into batches, so a 1,000-key batch
+//! with a large context costs one serialization and one batch of records at a time — not
+//! 1,000 serializations held at once (issue 11, finding 1).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::EventRecord;
@@ -15,6 +23,16 @@ use crate::app::Outcome;
 /// Kinesis partition keys are at most 256 characters.
 pub(super) const MAX_PARTITION_KEY_CHARS: usize = 256;
 
+/// What one buffered event costs besides its request's shared part: the entry itself,
+/// the outcome's `Arc` and indices, and the allocator's rounding (an estimate).
+const EVENT_BYTES: usize = std::mem::size_of::<Entry>() + 64;
+/// A full event's JSON without the context, user id, keys and request id: the field
+/// names, a timestamp, booleans and numbers (an estimate, on the high side).
+const EVENT_JSON_BYTES: usize = 240;
+/// Resident cost of one parsed JSON value beyond its text: the `Value` itself plus map
+/// or vector bookkeeping (an estimate, on the high side for small values).
+const VALUE_BYTES: usize = std::mem::size_of::<Value>() + 32;
+
 /// The parts of a request every event of it shares, `Arc`ed once per request.
 #[derive(Debug)]
 pub(super) struct RequestPart {
@@ -22,12 +40,215 @@ pub(super) struct RequestPart {
     pub(super) context: Option<Arc<Map<String, Value>>>,
     pub(super) request_id: Arc<str>,
     pub(super) timestamp: SystemTime,
+    /// What this part holds in memory, including its serialization once made.
+    pub(super) bytes: usize,
+    /// The context's JSON text length, estimated without serializing it.
+    pub(super) context_json_bytes: usize,
+    /// Made on first use and shared by every record of the request.
+    prepared: OnceLock<Prepared>,
 }
 
+/// A request's shared record parts, worked out once.
+#[derive(Debug)]
+struct Prepared {
+    timestamp: String,
+    partition_key: String,
+    context: Option<Box<RawValue>>,
+}
+
+impl RequestPart {
+    /// The shared part of one request; `context` is `None` when events carry none.
+    pub(super) fn new(
+        user_id: Option<Arc<str>>,
+        context: Option<Arc<Map<String, Value>>>,
+        request_id: Arc<str>,
+        timestamp: SystemTime,
+    ) -> Self {
+        let (resident, json) = context.as_deref().map_or((0, 4), map_cost);
+        let ids = user_id.as_deref().map_or(0, str::len) + request_id.len();
+        // The parsed context, its serialization (made at the first flush) and the ids
+        // (also copied into the partition key).
+        let bytes = std::mem::size_of::<RequestPart>() + resident + json + 2 * ids + 64;
+        RequestPart {
+            user_id,
+            context,
+            request_id,
+            timestamp,
+            bytes,
+            context_json_bytes: json,
+            prepared: OnceLock::new(),
+        }
+    }
+
+    fn prepared(&self) -> &Prepared {
+        self.prepared.get_or_init(|| Prepared {
+            timestamp: rfc3339(self.timestamp),
+            partition_key: partition_key(self.user_id.as_deref(), &self.request_id),
+            context: self.context.as_deref().and_then(|c| serde_json::value::to_raw_value(c).ok()),
+        })
+    }
+}
+
+/// One recorded evaluation.
 #[derive(Debug)]
 pub(super) struct Pending {
     pub(super) request: Arc<RequestPart>,
     pub(super) outcome: Outcome,
+    /// Sent before and rejected (or its call failed): counted as a retry when sent again.
+    resend: bool,
+}
+
+impl Pending {
+    /// A newly recorded evaluation of `request`.
+    pub(super) fn new(request: Arc<RequestPart>, outcome: Outcome) -> Self {
+        Pending { request, outcome, resend: false }
+    }
+
+    /// Memory this event holds besides its request's shared part.
+    pub(super) fn bytes(&self) -> usize {
+        EVENT_BYTES + self.outcome.error.as_ref().map_or(0, |(_, m)| m.len()) + self.outcome.key().len()
+    }
+
+    /// An estimate of its record's size (the context is repeated in every record).
+    pub(super) fn wire_bytes(&self) -> usize {
+        let r = &self.request;
+        EVENT_JSON_BYTES
+            + r.context_json_bytes
+            + 2 * r.user_id.as_deref().map_or(0, str::len)
+            + r.request_id.len()
+            + 2 * self.outcome.key().len()
+    }
+}
+
+/// What waits in the buffer: a recorded evaluation, or a record already made (a
+/// summary), which stands for `events` evaluations in the delivered/dropped accounts.
+#[derive(Debug)]
+pub(super) enum Entry {
+    /// One evaluation, turned into its record when a batch is cut.
+    Event(Pending),
+    /// A summary record.
+    Summary {
+        /// The record.
+        record: EventRecord,
+        /// Evaluations it accounts for (0 when they are also sent as full events).
+        events: u64,
+        /// When its oldest evaluation was recorded.
+        since: SystemTime,
+        /// Sent before and rejected.
+        resend: bool,
+    },
+}
+
+impl Entry {
+    /// A summary record accounting for `events` evaluations, the oldest recorded `since`.
+    pub(super) fn summary(record: EventRecord, events: u64, since: SystemTime) -> Self {
+        Entry::Summary { record, events, since, resend: false }
+    }
+
+    /// The same entry, marked as sent before.
+    pub(super) fn resend(mut self) -> Self {
+        match &mut self {
+            Entry::Event(pending) => pending.resend = true,
+            Entry::Summary { resend, .. } => *resend = true,
+        }
+        self
+    }
+
+    /// Whether it was sent before.
+    pub(super) fn is_resend(&self) -> bool {
+        match self {
+            Entry::Event(pending) => pending.resend,
+            Entry::Summary { resend, .. } => *resend,
+        }
+    }
+
+    /// The evaluation, if it is one.
+    pub(super) fn pending(&self) -> Option<&Pending> {
+        match self {
+            Entry::Event(pending) => Some(pending),
+            Entry::Summary { .. } => None,
+        }
+    }
+
+    /// Evaluations this entry accounts for.
+    pub(super) fn events(&self) -> u64 {
+        match self {
+            Entry::Event(_) => 1,
+            Entry::Summary { events, .. } => *events,
+        }
+    }
+
+    /// When the oldest evaluation in it was recorded.
+    pub(super) fn since(&self) -> SystemTime {
+        match self {
+            Entry::Event(pending) => pending.request.timestamp,
+            Entry::Summary { since, .. } => *since,
+        }
+    }
+
+    /// The request it shares memory with, if any.
+    pub(super) fn request(&self) -> Option<&Arc<RequestPart>> {
+        match self {
+            Entry::Event(pending) => Some(&pending.request),
+            Entry::Summary { .. } => None,
+        }
+    }
+
+    /// Memory held by the entry itself.
+    pub(super) fn bytes(&self) -> usize {
+        match self {
+            Entry::Event(pending) => pending.bytes(),
+            Entry::Summary { record, .. } => EVENT_BYTES + record.data.len() + record.partition_key.len(),
+        }
+    }
+
+    /// Its record's (estimated) size on the wire.
+    pub(super) fn wire_bytes(&self) -> usize {
+        match self {
+            Entry::Event(pending) => pending.wire_bytes(),
+            Entry::Summary { record, .. } => record.data.len() + record.partition_key.len(),
+        }
+    }
+
+    /// The record to send (an event is serialized now, its request's parts once).
+    pub(super) fn record(&self) -> Option<EventRecord> {
+        match self {
+            Entry::Event(pending) => full_record(pending),
+            Entry::Summary { record, .. } => Some(record.clone()),
+        }
+    }
+}
+
+/// Resident bytes and JSON text bytes of a parsed context, estimated in one walk
+/// without serializing it. Strings count their escapes, so the JSON estimate is close.
+fn map_cost(map: &Map<String, Value>) -> (usize, usize) {
+    let (mut resident, mut json) = (VALUE_BYTES, 2);
+    for (key, value) in map {
+        let (r, j) = value_cost(value);
+        resident += VALUE_BYTES + key.len() + r;
+        json += string_json(key) + 2 + j;
+    }
+    (resident, json)
+}
+
+fn value_cost(value: &Value) -> (usize, usize) {
+    match value {
+        Value::Null => (0, 4),
+        Value::Bool(_) => (0, 5),
+        Value::Number(_) => (0, 24),
+        Value::String(s) => (s.len(), string_json(s)),
+        Value::Array(items) => items.iter().fold((VALUE_BYTES, 2), |(r, j), item| {
+            let (ri, ji) = value_cost(item);
+            (r + VALUE_BYTES + ri, j + ji + 1)
+        }),
+        Value::Object(map) => map_cost(map),
+    }
+}
+
+/// The length of `s` as a JSON string: quotes, and escapes for quotes, backslashes and
+/// control characters (`\u00XX`, the longest form).
+fn string_json(s: &str) -> usize {
+    2 + s.len() + s.bytes().map(|b| if b < 0x20 { 5 } else { usize::from(b == b'"' || b == b'\\') }).sum::<usize>()
 }
 
 /// Deterministic sampling per (user, flag): the same pair is always in or always out,
@@ -72,45 +293,34 @@ struct FullEvent<'a> {
     enabled: bool,
     reason: &'static str,
     variant: Option<&'a str>,
-    context: Option<&'a Map<String, Value>>,
+    /// The request's one serialization, copied in as it is.
+    context: Option<&'a RawValue>,
     version: u64,
     request_id: &'a str,
 }
 
-/// The full events of `events`, in order. What a request's events share — the
-/// formatted timestamp and the partition key — is worked out once per request, not
-/// once per event (a 100-flag batch is 100 events of one request).
-pub(super) fn full_records(events: &VecDeque<Pending>) -> impl Iterator<Item = EventRecord> + '_ {
-    let mut shared: Option<(Arc<RequestPart>, String, String)> = None;
-    events.iter().filter_map(move |pending| {
-        let request = &pending.request;
-        if !shared.as_ref().is_some_and(|(last, _, _)| Arc::ptr_eq(last, request)) {
-            let key = partition_key(request.user_id.as_deref(), &request.request_id);
-            shared = Some((request.clone(), rfc3339(request.timestamp), key));
-        }
-        let (_, timestamp, partition_key) = shared.as_ref()?;
-        full_record(pending, timestamp, partition_key)
-    })
-}
-
-fn full_record(pending: &Pending, timestamp: &str, partition_key: &str) -> Option<EventRecord> {
+/// The full event of `pending`. What a request's events share — the formatted
+/// timestamp, the partition key and the context's JSON — is worked out once per
+/// request, not once per event (a 1,000-flag batch is 1,000 events of one request).
+pub(super) fn full_record(pending: &Pending) -> Option<EventRecord> {
     let (request, outcome) = (&pending.request, &pending.outcome);
+    let shared = request.prepared();
     let view = outcome.view();
     let event = FullEvent {
         event_type: "feature_flag_evaluation",
-        timestamp,
+        timestamp: &shared.timestamp,
         user_id: request.user_id.as_deref(),
         flag_id: view.flag_id(),
         flag_key: outcome.key(),
         enabled: outcome.enabled,
         reason: outcome.reason.as_str(),
         variant: view.variant_key(),
-        context: request.context.as_deref(),
+        context: shared.context.as_deref(),
         version: view.version(),
         request_id: &request.request_id,
     };
     let data = serde_json::to_vec(&event).ok()?;
-    Some(EventRecord { partition_key: partition_key.to_owned(), data })
+    Some(EventRecord { partition_key: shared.partition_key.clone(), data })
 }
 
 /// One record per (flag, version, variant, enabled, reason) in the flush window.
@@ -128,7 +338,9 @@ struct SummaryEvent<'a> {
     window_end: String,
 }
 
-pub(super) fn summaries(events: &VecDeque<Pending>) -> Vec<EventRecord> {
+/// The summary records of `events` (one window: the evaluations since the last flush,
+/// each at its own timestamp), each with the number of evaluations it counts.
+pub(super) fn summaries<'a>(events: impl Iterator<Item = &'a Pending>) -> Vec<(EventRecord, u64)> {
     type Key<'a> = (&'a str, u64, Option<&'a str>, bool, &'static str);
     let mut groups: HashMap<Key<'_>, (u64, &str)> = HashMap::new();
     let (mut start, mut end) = (None::<SystemTime>, None::<SystemTime>);
@@ -142,7 +354,7 @@ pub(super) fn summaries(events: &VecDeque<Pending>) -> Vec<EventRecord> {
     }
     let (Some(start), Some(end)) = (start, end) else { return Vec::new() };
     let (window_start, window_end) = (rfc3339(start), rfc3339(end));
-    let mut records: Vec<EventRecord> = groups
+    let mut records: Vec<(EventRecord, u64)> = groups
         .into_iter()
         .filter_map(|((flag_key, version, variant, enabled, reason), (count, flag_id))| {
             let event = SummaryEvent {
@@ -158,9 +370,34 @@ pub(super) fn summaries(events: &VecDeque<Pending>) -> Vec<EventRecord> {
                 window_end: window_end.clone(),
             };
             let data = serde_json::to_vec(&event).ok()?;
-            Some(EventRecord { partition_key: partition_key(Some(flag_key), ""), data })
+            Some((EventRecord { partition_key: partition_key(Some(flag_key), ""), data }, count))
         })
         .collect();
-    records.sort_by(|a, b| a.data.cmp(&b.data));
+    records.sort_by(|a, b| a.0.data.cmp(&b.0.data));
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_json_estimate_is_close_to_the_serialized_length_and_never_under() {
+        let context = json!({"plan": "pro", "tags": ["a", "b\"c", "\n"], "org": {"id": "x", "on": true}, "n": null});
+        let map = context.as_object().cloned().unwrap_or_default();
+        let exact = serde_json::to_string(&map).map(|s| s.len()).unwrap_or(0);
+        let (_, estimate) = map_cost(&map);
+        // Never under; over by a byte per value at most (a trailing comma, `true` as
+        // `false`) plus escapes counted at their longest form.
+        assert!(estimate >= exact && estimate <= exact + 8, "{estimate} vs {exact}");
+    }
+
+    #[test]
+    fn a_request_costs_at_least_its_context_twice_parsed_and_serialized() {
+        let big = json!({"blob": "x".repeat(100_000), "list": vec![0; 1_000]});
+        let part = RequestPart::new(None, big.as_object().cloned().map(Arc::new), Arc::from("r"), SystemTime::now());
+        assert!(part.bytes >= 2 * 100_000 + 1_000 * std::mem::size_of::<Value>(), "{}", part.bytes);
+        assert!(part.context_json_bytes >= 100_000 + 2 * 1_000);
+    }
 }

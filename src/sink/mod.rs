@@ -4,6 +4,7 @@
 //! summaries and retries live above it (in the event pipeline), so every sink gets them
 //! and they can be tested without AWS. `PutRecordsRequestEntry` never leaves `kinesis.rs`.
 
+mod buffer;
 mod event;
 mod file;
 mod kinesis;

@@ -1,22 +1,28 @@
-//! The evaluation event pipeline (SPEC §7): a bounded in-memory buffer filled on the
-//! request path and drained by [`EventPipeline::flush`] after the response.
+//! The evaluation event pipeline (SPEC §7): a buffer bounded in entries and in bytes,
+//! filled on the request path and sent by [`EventPipeline::flush`] after the response.
 //!
 //! Recording costs one lock and one push per event: the request's shared part (user,
 //! context, request id, time) is `Arc`ed once per request and nothing is serialized
-//! until the flush. The flush turns events into JSON records (and/or per-window
-//! summaries), cuts them to the sink's limits, retries the records the sink rejects with
-//! exponential backoff and jitter, and keeps what still failed for the next flush —
-//! until the buffer bound forces the oldest out, which is counted and logged.
+//! until the flush. The flush cuts the buffer into batches within the sink's limits and
+//! sends them one at a time — only one batch of records exists at once, whatever the
+//! buffer holds — retrying the records the sink rejects with exponential backoff and
+//! jitter. What still fails goes back in front for the next flush, until the bounds force
+//! the oldest out, which is counted and logged.
+//!
+//! Accounting (issue 11, finding 5): every recorded evaluation ends up *delivered*
+//! (the sink accepted its record), *dropped* (bounds, a record too large, or left
+//! unsent at shutdown) or still buffered; at shutdown [`EventPipeline::shutdown`] logs
+//! `delivered + dropped == recorded`.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::event::{full_records, sampled_in, summaries, Pending, RequestPart};
-use super::{EventRecord, EventSink};
+use super::buffer::Buffer;
+use super::event::{sampled_in, summaries, Entry, Pending, RequestPart};
+use super::EventSink;
 use crate::app::{Outcome, Subject};
 use crate::config::EventsConfig;
 
@@ -26,32 +32,10 @@ const MAX_ATTEMPTS: u32 = 4;
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
 /// Longest retry delay.
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
-#[derive(Debug, Default)]
-struct Buffer {
-    /// Recorded, not yet serialized.
-    events: VecDeque<Pending>,
-    /// Serialized, sent at least once, rejected: older than anything in `events`.
-    retry: VecDeque<EventRecord>,
-}
-
-impl Buffer {
-    fn len(&self) -> usize {
-        self.events.len() + self.retry.len()
-    }
-
-    /// Drops the oldest entries (rejected records before recorded events) until at most
-    /// `max` are left; returns how many went.
-    fn trim(&mut self, max: usize) -> u64 {
-        let mut dropped = 0;
-        while self.len() > max {
-            if self.retry.pop_front().is_none() {
-                self.events.pop_front();
-            }
-            dropped += 1;
-        }
-        dropped
-    }
-}
+/// The most a drain expects one sink call to take when deciding whether to start one.
+const MAX_CALL_ESTIMATE: Duration = Duration::from_millis(200);
+/// Longest pause of after-response flushes after the sink failed (see `flush_due`).
+const HOLD_CAP: Duration = Duration::from_secs(60);
 
 /// Counters for logs and tests. Monotonic since start-up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,14 +44,23 @@ pub struct EventStats {
     pub recorded: u64,
     /// Evaluations left out by `EVENTS_SAMPLE_RATE`.
     pub sampled_out: u64,
-    /// Records the sink accepted.
+    /// Records the sink accepted (full events and summaries).
     pub sent: u64,
-    /// Records or events dropped: buffer overflow, or a record too large to ever send.
+    /// Evaluations whose record the sink accepted (in summary mode: counted by the
+    /// summaries accepted).
+    pub delivered: u64,
+    /// Evaluations dropped: buffer bounds, a record too large to ever send, or left
+    /// unsent at shutdown.
     pub dropped: u64,
+    /// Of `dropped`: records cut off in flight at the shutdown deadline, which the sink
+    /// may or may not have stored.
+    pub unconfirmed: u64,
     /// Records sent again after the sink rejected them.
     pub retried: u64,
     /// Entries in the buffer now.
     pub buffered: usize,
+    /// Estimated bytes held by the buffer now.
+    pub buffered_bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -75,10 +68,20 @@ struct Counters {
     recorded: AtomicU64,
     sampled_out: AtomicU64,
     sent: AtomicU64,
+    delivered: AtomicU64,
     dropped: AtomicU64,
+    unconfirmed: AtomicU64,
     retried: AtomicU64,
     /// Drops not yet reported in a log line.
     unlogged_drops: AtomicU64,
+}
+
+/// After-response flushes are paused after the sink failed, so an outage does not add
+/// the SDK's timeouts to every invocation; the pause doubles per failure.
+#[derive(Debug, Default)]
+struct Hold {
+    until: Option<Instant>,
+    failures: u32,
 }
 
 /// Buffers evaluation events and ships them to an [`EventSink`].
@@ -86,11 +89,14 @@ pub struct EventPipeline {
     /// `None`: events are off (no stream configured); recording is a no-op.
     sink: Option<Arc<dyn EventSink>>,
     config: EventsConfig,
-    /// A `std` mutex: held for a push or a swap, never across an `.await`.
+    /// A `std` mutex: held for a push or a pop, never across an `.await`.
     buffer: Mutex<Buffer>,
     /// One flush at a time, so records are sent in order and never twice.
     flushing: tokio::sync::Mutex<()>,
     counters: Counters,
+    hold: Mutex<Hold>,
+    /// How long the last sink call took: a shutdown drain starts no call it cannot finish.
+    last_call: Mutex<Duration>,
 }
 
 impl std::fmt::Debug for EventPipeline {
@@ -104,7 +110,7 @@ impl std::fmt::Debug for EventPipeline {
 pub struct FlushReport {
     /// Records accepted by the sink.
     pub sent: usize,
-    /// Records kept in the buffer for the next flush.
+    /// Entries this flush meant to send that are still buffered.
     pub kept: usize,
 }
 
@@ -121,6 +127,8 @@ impl EventPipeline {
             buffer: Mutex::new(Buffer::default()),
             flushing: tokio::sync::Mutex::new(()),
             counters: Counters::default(),
+            hold: Mutex::new(Hold::default()),
+            last_call: Mutex::new(Duration::ZERO),
         }
     }
 
@@ -131,14 +139,21 @@ impl EventPipeline {
 
     /// The counters so far.
     pub fn stats(&self) -> EventStats {
+        let (buffered, totals) = {
+            let buffer = lock(&self.buffer);
+            (buffer.len(), buffer.totals())
+        };
         let c = &self.counters;
         EventStats {
             recorded: c.recorded.load(Relaxed),
             sampled_out: c.sampled_out.load(Relaxed),
             sent: c.sent.load(Relaxed),
+            delivered: c.delivered.load(Relaxed),
             dropped: c.dropped.load(Relaxed),
+            unconfirmed: c.unconfirmed.load(Relaxed),
             retried: c.retried.load(Relaxed),
-            buffered: lock(&self.buffer).len(),
+            buffered,
+            buffered_bytes: totals.bytes,
         }
     }
 
@@ -147,12 +162,9 @@ impl EventPipeline {
         if self.sink.is_none() || outcomes.is_empty() {
             return;
         }
-        let request = Arc::new(RequestPart {
-            user_id: subject.user_id.clone(),
-            context: self.config.include_context.then(|| subject.context.clone()),
-            request_id: subject.request_id.clone(),
-            timestamp,
-        });
+        let context = self.config.include_context.then(|| subject.context.clone());
+        let request =
+            Arc::new(RequestPart::new(subject.user_id.clone(), context, subject.request_id.clone(), timestamp));
         let rate = self.config.sample_rate;
         let mut buffer = lock(&self.buffer);
         let mut kept = 0;
@@ -160,12 +172,12 @@ impl EventPipeline {
             if rate < 1.0 && !sampled_in(subject.user_id.as_deref(), outcome.key(), rate) {
                 continue;
             }
-            buffer.events.push_back(Pending { request: request.clone(), outcome: outcome.clone() });
+            buffer.push_event(Entry::Event(Pending::new(request.clone(), outcome.clone())));
             kept += 1;
         }
-        // Trimmed after the push, so only sampled-in events count against the bound and a
-        // request with more events than the bound keeps its newest ones.
-        let dropped = buffer.trim(self.config.buffer_max);
+        // Trimmed after the push, so only sampled-in events count against the bounds and
+        // a request with more events than the bounds keeps its newest ones.
+        let (dropped, _) = buffer.trim(self.config.buffer_max, self.config.buffer_max_bytes);
         drop(buffer);
         self.counters.recorded.fetch_add(kept, Relaxed);
         self.counters.sampled_out.fetch_add(outcomes.len() as u64 - kept, Relaxed);
@@ -179,58 +191,141 @@ impl EventPipeline {
         }
     }
 
+    /// Whether an after-response flush is worth its cost `now` (issue 16): the buffer
+    /// holds `EVENTS_FLUSH_MIN` entries or a full sink call's worth of bytes, or its oldest
+    /// event was recorded `EVENTS_FLUSH_MAX_AGE_MS` before `now` (the app's clock, which
+    /// stamped the events) — and the sink is not in the pause that follows a failed flush
+    /// (doubling per failure, up to a minute).
+    pub fn flush_due(&self, now: SystemTime) -> bool {
+        let Some(sink) = &self.sink else { return false };
+        if lock(&self.hold).until.is_some_and(|until| Instant::now() < until) {
+            return false;
+        }
+        let buffer = lock(&self.buffer);
+        let Some(oldest) = buffer.oldest() else { return false };
+        buffer.len() >= self.config.flush_min
+            || buffer.totals().wire_bytes >= sink.limits().max_bytes
+            || now.duration_since(oldest).unwrap_or_default() >= self.config.flush_max_age
+    }
+
     /// Sends everything buffered. Records the sink keeps rejecting, and everything after
     /// a failed call, stay buffered for the next flush.
     pub async fn flush(&self) -> FlushReport {
         self.flush_until(None).await
     }
 
-    /// [`EventPipeline::flush`], retrying rejected records only while a retry can start
-    /// before `deadline`.
+    /// [`EventPipeline::flush`]; with a `deadline`, no call or retry starts that cannot end
+    /// before it, and a call still in flight at it is cut off.
     async fn flush_until(&self, deadline: Option<Instant>) -> FlushReport {
         let Some(sink) = &self.sink else { return FlushReport::default() };
-        let _one_at_a_time = self.flushing.lock().await;
+        let _one_at_a_time = match deadline {
+            None => self.flushing.lock().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, self.flushing.lock()).await {
+                Ok(guard) => guard,
+                Err(_) => return FlushReport::default(),
+            },
+        };
+        self.log_drops();
+        self.summarize();
+        let limits = sink.limits();
+        let mut remaining = lock(&self.buffer).len();
+        let (mut kept, mut sent) = (Vec::new(), 0);
+        let healthy = loop {
+            if remaining == 0 || deadline.is_some_and(|d| !self.time_for_a_call(d)) {
+                break true;
+            }
+            let (entries, records) = self.cut_batch(limits, &mut remaining);
+            if entries.is_empty() {
+                continue;
+            }
+            match self.send_batch(sink.as_ref(), entries, records, deadline, &mut kept, &mut sent).await {
+                Sent::Done { all_kept: false } => {}
+                Sent::Done { all_kept: true } | Sent::Failed => break false,
+                Sent::Cut => break true,
+            }
+        };
+        let report = FlushReport { sent, kept: kept.len() + remaining };
+        self.put_back(kept);
+        self.update_hold(healthy);
+        report
+    }
+
+    fn log_drops(&self) {
         let unlogged = self.counters.unlogged_drops.swap(0, Relaxed);
         if unlogged > 0 {
             tracing::warn!(
                 dropped = unlogged,
-                bound = self.config.buffer_max,
+                max_events = self.config.buffer_max,
+                max_bytes = self.config.buffer_max_bytes,
                 "event buffer full: oldest events dropped"
             );
         }
-        let (events, mut records) = {
-            let mut buffer = lock(&self.buffer);
-            (std::mem::take(&mut buffer.events), Vec::from(std::mem::take(&mut buffer.retry)))
-        };
-        let retried = records.len();
-        records.extend(self.serialize(events));
-        if records.is_empty() {
-            return FlushReport::default();
+    }
+
+    /// In summary modes, turns the evaluations recorded since the last flush into their
+    /// summaries (one window), placed ready to send; in `both` mode the evaluations follow
+    /// them as full events.
+    fn summarize(&self) {
+        if !self.config.mode.summary() {
+            return;
         }
-        self.counters.retried.fetch_add(retried as u64, Relaxed);
-        let sent_before = self.counters.sent.load(Relaxed);
-        let kept = self.send_with_retries(sink.as_ref(), records, deadline).await;
-        let sent = self.counters.sent.load(Relaxed) - sent_before;
-        let report = FlushReport { sent: usize::try_from(sent).unwrap_or(usize::MAX), kept: kept.len() };
-        if !kept.is_empty() {
-            // The kept records are older than anything recorded during this flush, so they
-            // go back in front and are the first to go if the bound is exceeded.
-            let mut buffer = lock(&self.buffer);
-            for record in kept.into_iter().rev() {
-                buffer.retry.push_front(record);
-            }
-            let dropped = buffer.trim(self.config.buffer_max);
-            drop(buffer);
-            self.count_drops(dropped);
+        let events = lock(&self.buffer).take_events();
+        let Some(since) = events.front().map(Entry::since) else { return };
+        let full = self.config.mode.full();
+        let records = summaries(events.iter().filter_map(Entry::pending));
+        let mut buffer = lock(&self.buffer);
+        for (record, count) in records {
+            buffer.push_ready(Entry::summary(record, if full { 0 } else { count }, since));
         }
-        report
+        if full {
+            events.into_iter().for_each(|entry| buffer.push_ready(entry));
+        }
+        let (dropped, _) = buffer.trim(self.config.buffer_max, self.config.buffer_max_bytes);
+        drop(buffer);
+        self.count_drops(dropped);
+    }
+
+    /// Whether a sink call started now would likely end before `deadline`, judged by the
+    /// last answered call (capped: one slow call, e.g. the first on a cold connection,
+    /// must not stop a drain from trying).
+    fn time_for_a_call(&self, deadline: Instant) -> bool {
+        Instant::now() + (*lock(&self.last_call)).min(MAX_CALL_ESTIMATE) < deadline
+    }
+
+    /// Returns entries a flush could not send to the front of the buffer: they are
+    /// older than anything recorded meanwhile, so they are the first to go if the bounds
+    /// are exceeded.
+    fn put_back(&self, kept: Vec<Entry>) {
+        if kept.is_empty() {
+            return;
+        }
+        let mut buffer = lock(&self.buffer);
+        for entry in kept.into_iter().rev() {
+            buffer.push_front(entry);
+        }
+        let (dropped, _) = buffer.trim(self.config.buffer_max, self.config.buffer_max_bytes);
+        drop(buffer);
+        self.count_drops(dropped);
+    }
+
+    fn update_hold(&self, healthy: bool) {
+        let mut hold = lock(&self.hold);
+        if healthy {
+            *hold = Hold::default();
+            return;
+        }
+        hold.failures = hold.failures.saturating_add(1);
+        let base = self.config.flush_max_age.max(Duration::from_secs(1));
+        let pause = base.saturating_mul(1 << (hold.failures - 1).min(16)).min(HOLD_CAP);
+        hold.until = Some(Instant::now() + pause);
     }
 
     /// Flushes until the buffer is empty or `budget` has passed (shutdown, Ctrl-C). No
-    /// retry starts after the budget; a sink call already under way is waited for.
+    /// sink call or retry starts that would not end within the budget (judged by the last
+    /// call's duration), and a call still in flight at the deadline is cut off.
     pub async fn drain(&self, budget: Duration) -> EventStats {
         let deadline = Instant::now() + budget;
-        while lock(&self.buffer).len() > 0 && Instant::now() < deadline {
+        while lock(&self.buffer).len() > 0 && self.time_for_a_call(deadline) {
             let report = self.flush_until(Some(deadline)).await;
             if report.kept > 0 {
                 tokio::time::sleep(BACKOFF_BASE.min(deadline.saturating_duration_since(Instant::now()))).await;
@@ -239,115 +334,38 @@ impl EventPipeline {
         self.stats()
     }
 
-    /// Sends `records`, retrying rejected ones (while a retry can start before
-    /// `deadline`); returns those still unsent, in their original order.
-    async fn send_with_retries(
-        &self,
-        sink: &dyn EventSink,
-        mut records: Vec<EventRecord>,
-        deadline: Option<Instant>,
-    ) -> Vec<EventRecord> {
-        let limits = sink.limits();
-        records.retain(|r| {
-            let fits = r.data.len() + r.partition_key.len() <= limits.max_record_bytes;
-            if !fits {
-                tracing::warn!(bytes = r.data.len(), "event record larger than the sink accepts: dropped");
-                self.count_drops(1);
-            }
-            fits
-        });
-        for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
-                let delay = backoff(attempt);
-                if deadline.is_some_and(|d| Instant::now() + delay >= d) {
-                    break;
-                }
-                tokio::time::sleep(delay).await;
-                self.counters.retried.fetch_add(records.len() as u64, Relaxed);
-            }
-            let mut rejected = Vec::new();
-            let mut rest = records.into_iter().peekable();
-            while rest.peek().is_some() {
-                let batch = take_batch(&mut rest, limits);
-                let batch_len = batch.len();
-                match sink.send(&batch).await {
-                    Ok(failed) => {
-                        if let Some(first) = failed.first() {
-                            tracing::warn!(failed = failed.len(), code = %first.code, "sink rejected some events; retrying");
-                        }
-                        let again = rejected_in_order(batch, &failed);
-                        self.counters.sent.fetch_add((batch_len - again.len()) as u64, Relaxed);
-                        rejected.extend(again);
-                    }
-                    Err(error) => {
-                        // The sink is unreachable: keep this batch and everything after it.
-                        tracing::warn!(error = %error, "sending events failed; keeping them buffered");
-                        rejected.extend(batch);
-                        rejected.extend(rest);
-                        return rejected;
-                    }
-                }
-            }
-            if rejected.is_empty() {
-                return rejected;
-            }
-            records = rejected;
+    /// The last word before the process exits: drains within `budget`, counts whatever
+    /// is left as dropped, and logs the account, in which `delivered + dropped ==
+    /// recorded` holds.
+    pub async fn shutdown(&self, budget: Duration) -> EventStats {
+        if !self.enabled() {
+            return self.stats();
         }
-        records
-    }
-
-    /// Turns recorded events into records: full events and/or per-window summaries.
-    fn serialize(&self, events: VecDeque<Pending>) -> Vec<EventRecord> {
-        let mut records = Vec::new();
-        if self.config.mode.summary() {
-            records.extend(summaries(&events));
-        }
-        if self.config.mode.full() {
-            records.extend(full_records(&events));
-        }
-        records
+        // The drain keeps its own deadline; this bound only guards against a sink that
+        // ignores cancellation.
+        let _ = tokio::time::timeout(budget + Duration::from_millis(20), self.drain(budget)).await;
+        let left = lock(&self.buffer).trim(0, 0).0;
+        self.count_drops(left);
+        // Events a cut-off flush held are neither delivered nor buffered: lost as well.
+        let c = &self.counters;
+        let unaccounted = c.recorded.load(Relaxed).saturating_sub(c.delivered.load(Relaxed) + c.dropped.load(Relaxed));
+        self.count_drops(unaccounted);
+        let stats = self.stats();
+        tracing::info!(
+            recorded = stats.recorded,
+            delivered = stats.delivered,
+            dropped = stats.dropped,
+            left_at_shutdown = left + unaccounted,
+            unconfirmed = stats.unconfirmed,
+            records_sent = stats.sent,
+            "events at shutdown: delivered + dropped == recorded"
+        );
+        stats
     }
 }
 
-/// Takes as many records as one sink call may carry — always at least one, so a sink
-/// declaring a zero limit cannot stall the flush.
-fn take_batch(
-    records: &mut std::iter::Peekable<impl Iterator<Item = EventRecord>>,
-    limits: super::SinkLimits,
-) -> Vec<EventRecord> {
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    while let Some(next) = records.peek() {
-        let size = next.data.len() + next.partition_key.len();
-        let full = batch.len() >= limits.max_records || bytes + size > limits.max_bytes;
-        if !batch.is_empty() && full {
-            break;
-        }
-        bytes += size;
-        batch.extend(records.next());
-    }
-    batch
-}
-
-/// The records of `batch` the sink reported failed, in batch order whatever order it
-/// reported them in; duplicate and out-of-range indices are ignored.
-fn rejected_in_order(batch: Vec<EventRecord>, failed: &[super::FailedRecord]) -> Vec<EventRecord> {
-    if failed.is_empty() {
-        return Vec::new();
-    }
-    let mut is_failed = vec![false; batch.len()];
-    for f in failed {
-        if let Some(slot) = is_failed.get_mut(f.index) {
-            *slot = true;
-        }
-    }
-    batch.into_iter().zip(is_failed).filter_map(|(record, failed)| failed.then_some(record)).collect()
-}
-
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE.saturating_mul(1 << attempt.min(16)).min(BACKOFF_CAP);
-    ceiling.mul_f64(fastrand::f64())
-}
+mod send;
+use send::Sent;
 
 #[cfg(test)]
 mod tests;

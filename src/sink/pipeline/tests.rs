@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::eval::{ErrorCode, FlagSet};
 use crate::flag::parse_flags_document;
-use crate::sink::{BoxFuture, FailedRecord, SinkError, SinkLimits};
+use crate::sink::{BoxFuture, EventRecord, FailedRecord, SinkError, SinkLimits};
 use crate::store::{FlagStore, StoreError};
 
 /// Rollout buckets and variant points of these users are pinned in tests/api.rs:
@@ -763,13 +763,165 @@ async fn drain_gives_up_after_its_budget_when_the_sink_keeps_failing() {
     }
 }
 
-#[test]
-fn a_sink_declaring_zero_limits_still_gets_one_record_per_call() {
-    let limits = SinkLimits { max_records: 0, max_bytes: 0, max_record_bytes: 1 << 20 };
-    let records: Vec<EventRecord> =
-        (0..3).map(|i| EventRecord { partition_key: format!("u{i}"), data: b"{}".to_vec() }).collect();
-    let mut rest = records.into_iter().peekable();
-    let batches: Vec<usize> =
-        std::iter::from_fn(|| rest.peek().is_some().then(|| take_batch(&mut rest, limits).len())).collect();
-    assert_eq!(batches, [1, 1, 1]);
+#[tokio::test]
+async fn a_sink_declaring_zero_limits_still_gets_one_record_per_call() {
+    let sink = Arc::new(FakeSink::accepting().limits(0, 0, 1 << 20));
+    let app = app(&[], &sink);
+    for user in users(0..3) {
+        ask(&app, &user, &["on"]).await;
+    }
+    assert_eq!(app.events.flush().await, FlushReport { sent: 3, kept: 0 });
+    assert_eq!(sink.calls().iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+}
+
+// ---- bytes, flush policy, shutdown accounting (issues 11 and 16) --------------------
+
+#[tokio::test]
+async fn the_buffer_is_bounded_in_bytes_and_drops_the_oldest_requests_first() {
+    let sink = Arc::new(FakeSink::accepting());
+    let app = app(&[("EVENTS_BUFFER_MAX_BYTES", "1048576")], &sink);
+    // 40 requests of two events sharing a ~100 KB context: ~4 MB of contexts.
+    for user in users(0..40) {
+        let context = json!({ "blob": "x".repeat(100_000) });
+        app.evaluate_keys(&subject(Some(&user), context, &format!("req-{user}")), &["on", "off"]).await;
+        assert!(app.events.stats().buffered_bytes <= 1 << 20, "{:?}", app.events.stats());
+    }
+    let stats = app.events.stats();
+    assert!(stats.dropped > 0 && stats.buffered > 0, "{stats:?}");
+    assert_eq!(stats.recorded, stats.dropped + stats.buffered as u64);
+    // Each context is charged once per request, not per event: more than one request
+    // fits, though not ten.
+    let kept_requests = stats.buffered / 2;
+    assert!((2..10).contains(&kept_requests), "{stats:?}");
+    app.events.flush().await;
+    let kept = fields(&sink.accepted(), "user_id");
+    let newest: Vec<String> = users(0..40).into_iter().flat_map(|u| [u.clone(), u]).collect();
+    assert_eq!(kept, newest[newest.len() - kept.len()..], "the newest stay, whole requests first");
+}
+
+#[tokio::test]
+async fn one_request_with_a_large_context_goes_out_in_batches_within_the_byte_limit() {
+    let sink = Arc::new(FakeSink::accepting());
+    let app = app(&[], &sink);
+    let keys: Vec<String> = (0..300).map(|i| format!("ghost-{i}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let context = json!({ "blob": "y".repeat(60_000) });
+    app.evaluate_keys(&subject(Some("user-1"), context.clone(), "req-big"), &keys).await;
+
+    assert_eq!(app.events.flush().await, FlushReport { sent: 300, kept: 0 });
+    let calls = sink.calls();
+    assert!(calls.len() >= 4, "{} calls for ~18 MB of records", calls.len());
+    assert!(calls.iter().all(|c| size(c) <= 5 << 20));
+    let accepted = sink.accepted();
+    assert!(accepted.iter().all(|r| event(r)["context"] == context), "every event carries the whole context");
+    assert_eq!(fields(&accepted, "flag_key"), keys);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_is_due_at_the_minimum_count_or_age_and_paused_after_a_failure() {
+    let down = Arc::new(AtomicBool::new(false));
+    let failing = down.clone();
+    let sink = Arc::new(FakeSink::new(move |_, _| if failing.load(Relaxed) { Answer::Fail } else { Answer::Accept }));
+    let app = app(&[("EVENTS_FLUSH_MIN", "3"), ("EVENTS_FLUSH_MAX_AGE_MS", "1000")], &sink);
+    assert!(!due(&app), "nothing buffered");
+    ask(&app, "user-1", &["on", "off"]).await;
+    assert!(!due(&app), "two events, young");
+    ask(&app, "user-2", &["on"]).await;
+    assert!(due(&app), "three events");
+    app.events.flush().await;
+
+    ask(&app, "user-3", &["on"]).await;
+    app.clock.advance(Duration::from_millis(999));
+    assert!(!due(&app));
+    app.clock.advance(Duration::from_millis(1));
+    assert!(due(&app), "the oldest is a second old by the app's clock");
+
+    // A failed flush pauses after-response flushes (1 s, then 2 s, ...).
+    down.store(true, Relaxed);
+    assert_eq!(app.events.flush().await.sent, 0);
+    ask(&app, "user-4", &["on", "off", "half"]).await;
+    assert!(!due(&app), "paused after the failure");
+    tokio::time::advance(Duration::from_millis(1_000)).await;
+    assert!(due(&app));
+    app.events.flush().await;
+    tokio::time::advance(Duration::from_millis(1_000)).await;
+    assert!(!due(&app), "the pause doubled");
+    tokio::time::advance(Duration::from_millis(1_000)).await;
+    assert!(due(&app));
+    down.store(false, Relaxed);
+    assert_eq!(app.events.flush().await, FlushReport { sent: 4, kept: 0 });
+    ask(&app, "user-5", &["on", "off", "half"]).await;
+    assert!(due(&app), "a success ends the pause");
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_held_across_flush_decisions_keep_their_own_time_and_request() {
+    let sink = Arc::new(FakeSink::accepting());
+    let app = app(&[("EVENTS_FLUSH_MIN", "100"), ("EVENTS_FLUSH_MAX_AGE_MS", "60000")], &sink);
+    ask(&app, "user-1", &["on"]).await;
+    app.clock.advance(Duration::from_secs(7));
+    ask(&app, "user-2", &["on"]).await;
+    assert!(!due(&app));
+    app.events.flush().await;
+    let events: Vec<Value> = sink.accepted().iter().map(event).collect();
+    assert_eq!(events[0]["timestamp"], "2027-01-15T08:00:00.123456Z");
+    assert_eq!(events[1]["timestamp"], "2027-01-15T08:00:07.123456Z");
+    assert_eq!(
+        (events[0]["request_id"].as_str(), events[1]["request_id"].as_str()),
+        (Some("req-user-1"), Some("req-user-2"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_counts_every_event_delivered_or_dropped_and_starts_nothing_after_its_budget() {
+    // Each call takes 100 ms; 5 records per call; 40 events; a 250 ms budget.
+    let gate_sink = FakeSink::accepting().limits(5, 1 << 20, 1 << 20);
+    let sink = Arc::new(SlowSink { inner: gate_sink, delay: Duration::from_millis(100) });
+    let app = App::new(store(), Some(sink.clone()), &config(&[]), Clock::manual_at(t0()));
+    for user in users(0..40) {
+        ask(&app, &user, &["on"]).await;
+    }
+    let started = tokio::time::Instant::now();
+    let stats = app.events.shutdown(Duration::from_millis(250)).await;
+    assert!(started.elapsed() <= Duration::from_millis(250), "{:?} (virtual time)", started.elapsed());
+    // Calls at 0 and 100 ms finish; the one at 200 ms would end at 300: not started.
+    assert_eq!(sink.inner.calls().len(), 2);
+    assert_eq!((stats.recorded, stats.delivered, stats.dropped, stats.unconfirmed), (40, 10, 30, 0));
+    assert_eq!(stats.delivered as usize, sink.inner.accepted().len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_in_flight_at_the_deadline_is_cut_and_counted_unconfirmed() {
+    let sink = Arc::new(SlowSink { inner: FakeSink::accepting(), delay: Duration::from_secs(10) });
+    let app = App::new(store(), Some(sink.clone()), &config(&[]), Clock::manual_at(t0()));
+    for user in users(0..7) {
+        ask(&app, &user, &["on"]).await;
+    }
+    let stats = app.events.shutdown(Duration::from_millis(300)).await;
+    assert_eq!((stats.recorded, stats.delivered, stats.dropped, stats.unconfirmed), (7, 0, 7, 7));
+    assert_eq!(stats.buffered, 0);
+}
+
+/// Whether an after-response flush is due by the app's clock.
+fn due(app: &App) -> bool {
+    app.events.flush_due(app.clock.wall())
+}
+
+/// A sink whose every call takes `delay`.
+struct SlowSink {
+    inner: FakeSink,
+    delay: Duration,
+}
+
+impl EventSink for SlowSink {
+    fn send<'a>(&'a self, records: &'a [EventRecord]) -> BoxFuture<'a, Result<Vec<FailedRecord>, SinkError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.inner.send(records).await
+        })
+    }
+
+    fn limits(&self) -> SinkLimits {
+        self.inner.limits
+    }
 }
