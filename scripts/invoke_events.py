@@ -257,6 +257,11 @@ def main() -> int:
     finally:
         stop_children()
 
+    return finish(problems, logs, f"all {len(files)} events answered as expected through cargo lambda invoke")
+
+
+def finish(problems, logs, success):
+    """Prints the problems (keeping the logs) or `success` (removing them); the exit code."""
     if problems:
         print(f"\n{len(problems)} problem(s):", file=sys.stderr)
         for problem in problems:
@@ -264,7 +269,7 @@ def main() -> int:
         print(f"logs: {logs}", file=sys.stderr)
         return 1
     shutil.rmtree(logs, ignore_errors=True)
-    print(f"all {len(files)} events answered as expected through cargo lambda invoke")
+    print(success)
     return 0
 
 

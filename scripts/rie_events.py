@@ -270,17 +270,11 @@ def main() -> int:
         problems = [str(failure)]
     finally:
         ie.stop_children()
-    if problems:
-        print(f"\n{len(problems)} problem(s):", file=sys.stderr)
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
-        print(f"logs: {logs}", file=sys.stderr)
-        return 1
-    print("every sample event answered as expected under aws-lambda-rie; every recorded event reached Kinesis")
-    import shutil
-
-    shutil.rmtree(logs, ignore_errors=True)
-    return 0
+    return ie.finish(
+        problems,
+        logs,
+        "every sample event answered as expected under aws-lambda-rie; every recorded event reached Kinesis",
+    )
 
 
 if __name__ == "__main__":
