@@ -323,6 +323,7 @@ impl Narrator<'_, '_> {
         let hashed = format!("{id}{}", String::from_utf8_lossy(&suffix));
         let h = bucket::hash(&id, &suffix);
         self.line(format!("{step}: point = h({hashed:?}) / 4294967295 = {h} / 4294967295 = {point:.6} ({source})"));
+        let width = variants.iter().map(|v| compact(Some(&v["key"])).chars().count()).max().unwrap_or(0).max(14);
         let mut cumulative = 0.0;
         let mut chosen = None;
         for (i, v) in variants.iter().enumerate() {
@@ -334,7 +335,7 @@ impl Narrator<'_, '_> {
             }
             let mark = if wins { "  ← first with point < cumulative" } else { "" };
             let key = compact(Some(&v["key"]));
-            self.line(format!("     {key:<14} allocation {allocation:<6} cumulative {cumulative:.6}{mark}"));
+            self.line(format!("     {key:<width$} allocation {allocation:<6} cumulative {cumulative:.6}{mark}"));
         }
         match chosen {
             Some("") => {

@@ -3,7 +3,7 @@
 //! would read leniently (SPEC §1.1 oddities) is an error here, because lenient reading is
 //! for items already written, never for new ones. Set-wide checks (duplicate keys,
 //! prerequisite cycles and depth) and warnings (key ≠ file name, unknown fields, missing
-//! prerequisites, fields flagctl manages) complete it.
+//! prerequisites) complete it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -79,11 +79,10 @@ fn check_one(file: &FlagFile, checked: &mut Checked) -> Option<(String, Map<Stri
         Some(_) => return error(checked, origin, "key", "must be a string"),
         None => return error(checked, origin, "key", "is required"),
     };
+    // Managed by flagctl and set on every write; a file's values (a local flags file for
+    // the function carries `version`) are ignored without a warning.
     for field in MANAGED {
-        if doc.remove(field).is_some() {
-            let message = "managed by flagctl (set on every apply); the file's value is ignored";
-            checked.warnings.push(Problem::new(origin, field, message));
-        }
+        doc.remove(field);
     }
     if let Some(stem) = &file.stem {
         if *stem != key {
@@ -282,7 +281,6 @@ mod tests {
         assert_eq!(
             warnings,
             [
-                "a.json: version: managed by flagctl (set on every apply); the file's value is ignored",
                 "a.json: key: key `a` differs from the file name `b`",
                 "a.json: rollout_precentage: unknown field: the evaluator ignores it (a typo?)",
                 "a.json: prerequisites[0].key: `elsewhere` is not in this set of flags",
