@@ -1,7 +1,8 @@
 //! Evaluation cost relative to one raw MD5 bucket (the `md5_bucket` baseline).
 //!
 //! Targets (ratios to `md5_bucket` in the same run): static ≤ 0.15×, rollout ≤ 1.15×,
-//! variant3 ≤ 1.15×, rules_rollout ≤ 1.3×, batch100 ≤ 125×. User ids cycle through
+//! variant3 ≤ 1.15×, rules_rollout ≤ 1.3×, batch100 ≤ 125×; `numbers` (three number
+//! clauses, no hash) has no target beyond not getting slower. User ids cycle through
 //! 1,024 values so nothing is constant-folded; the README's table comes from this file.
 
 use std::hint::black_box;
@@ -37,13 +38,25 @@ fn rules_rollout_flag(key: &str) -> Value {
         {"attribute": "plan", "operator": "equals", "value": "pro"}]})
 }
 
+/// Number comparisons alone (no hash: 100 %): integer–integer, float–float and
+/// integer–float clauses, the cases exact comparison (SPEC §1.1) must keep fast.
+fn numbers_flag(key: &str) -> Value {
+    json!({"key": key, "enabled": true, "rollout_percentage": 100, "targeting_rules": [
+        {"attribute": "age", "operator": "greater_than", "value": 18},
+        {"attribute": "score", "operator": "less_than", "value": 0.75},
+        {"attribute": "age", "operator": "less_than", "value": 99.5}]})
+}
+
 fn variant3_flag(key: &str) -> Value {
     json!({"key": key, "enabled": true, "rollout_percentage": 100, "variants": [
         {"key": "a", "allocation": 0.34}, {"key": "b", "allocation": 0.33}, {"key": "c", "allocation": 0.33}]})
 }
 
 fn context() -> Map<String, Value> {
-    json!({"country": "US", "plan": "pro", "app_version": "4.2.0"}).as_object().cloned().unwrap_or_default()
+    json!({"country": "US", "plan": "pro", "app_version": "4.2.0", "age": 30, "score": 0.5})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn bench_one(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, id: &str, doc: Value) {
@@ -78,6 +91,7 @@ fn eval(c: &mut Criterion) {
     bench_one(&mut group, "rollout", rollout_flag("bench-flag"));
     bench_one(&mut group, "rules_rollout", rules_rollout_flag("bench-flag"));
     bench_one(&mut group, "variant3", variant3_flag("bench-flag"));
+    bench_one(&mut group, "numbers", numbers_flag("bench-flag"));
 
     // 100 mixed flags for one user: 25 each of static, rollout, rules+rollout, 3-way split.
     let makers: [fn(&str) -> Value; 4] = [static_flag, rollout_flag, rules_rollout_flag, variant3_flag];

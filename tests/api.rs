@@ -46,10 +46,11 @@ async fn get_evaluate_answers_in_the_python_shape() {
     let app = app();
     let reply = call(&app, Method::Get, "/evaluate", "user_id=user-1&flag_key=on", b"", None).await;
     assert_eq!(reply.status, 200);
+    // `variant` only when one was served, as Python wrote it (SPEC §4).
     assert_eq!(
         reply.body,
         json!({"user_id": "user-1", "flag_key": "on", "flag_id": "on-id", "enabled": true,
-               "reason": "enabled", "variant": null, "value": true, "version": 3})
+               "reason": "enabled", "value": true, "version": 3})
     );
     // `GET /` is the same route, and a JSON body may carry the context.
     let reply =
@@ -78,12 +79,15 @@ async fn post_evaluate_serves_variants_and_their_values() {
 }
 
 #[tokio::test]
-async fn unknown_flags_are_a_reason_natively_and_404_in_ofrep() {
+async fn unknown_flags_are_404_on_single_flag_routes_and_a_reason_in_batches() {
     let app = app();
     let reply = post(&app, "/evaluate", json!({"user_id": "u", "flag_key": "ghost"})).await;
-    assert_eq!(reply.status, 200);
+    assert_eq!((reply.status, reply.body), (404, json!({"error": "Feature flag not found: ghost"})));
+    let reply = call(&app, Method::Get, "/evaluate", "user_id=u&flag_key=ghost", b"", None).await;
+    assert_eq!((reply.status, reply.body), (404, json!({"error": "Feature flag not found: ghost"})));
+    let reply = post(&app, "/batch_evaluate", json!({"user_id": "u", "flag_keys": ["ghost"]})).await;
     assert_eq!(
-        reply.body,
+        reply.body["results"]["ghost"],
         json!({"user_id": "u", "flag_key": "ghost", "flag_id": null, "enabled": false,
                "reason": "flag_not_found", "variant": null, "value": null, "version": null})
     );
@@ -94,14 +98,54 @@ async fn unknown_flags_are_a_reason_natively_and_404_in_ofrep() {
     assert!(reply.body["errorDetails"].is_string());
 }
 
+/// The legacy route keeps the Python service's statuses and texts (SPEC §4).
+#[tokio::test]
+async fn the_legacy_route_answers_with_pythons_statuses_and_texts() {
+    let app = app();
+    let cases: &[(&str, u16, &str)] = &[
+        ("", 400, "Missing query parameters. Required: user_id, flag_key"),
+        ("other=1", 400, "Missing required parameter: user_id"),
+        ("flag_key=on", 400, "Missing required parameter: user_id"),
+        ("user_id=u", 400, "Missing required parameter: flag_key"),
+        ("user_id=u&flag_key=", 400, "Missing required parameter: flag_key"),
+        ("user_id=&flag_key=on", 400, "user_id cannot be empty"),
+        ("user_id=%20%09&flag_key=on", 400, "user_id cannot be empty"),
+        ("user_id=u&flag_key=ghost", 404, "Feature flag not found: ghost"),
+        ("user_id=u&flag_key=broken", 400, "rules[0].clauses[0]: unknown operator `like`"),
+    ];
+    for (path, answer) in [("/evaluate", "on"), ("/", "on")] {
+        for (query, status, text) in cases {
+            let reply = call(&app, Method::Get, path, query, b"", None).await;
+            assert_eq!((reply.status, &reply.body), (*status, &json!({ "error": text })), "{path}?{query}");
+        }
+        // A user id is required even by a flag whose answer needs none (Python's rule).
+        let reply = call(&app, Method::Get, path, &format!("flag_key={answer}"), b"", None).await;
+        assert_eq!(reply.status, 400);
+    }
+    // A body that is not JSON is ignored, as Python ignored it: evaluated without context.
+    let reply = call(&app, Method::Get, "/evaluate", "user_id=user-1&flag_key=pro-only", b"{nope", None).await;
+    assert_eq!((reply.status, &reply.body["reason"]), (200, &json!("targeting_rules_not_met")));
+    let reply = call(&app, Method::Get, "/evaluate", "user_id=user-1&flag_key=pro-only", b"\x0c", None).await;
+    assert_eq!(reply.status, 200);
+    // A served variant is written; none served, the key is left out.
+    let reply = call(&app, Method::Get, "/evaluate", "user_id=user-9&flag_key=abc", b"", None).await;
+    assert_eq!((reply.status, &reply.body["variant"]), (200, &json!("a")));
+    let reply = call(&app, Method::Get, "/evaluate", "user_id=u&flag_key=multi-off", b"", None).await;
+    assert_eq!((reply.status, reply.body.get("variant")), (200, None));
+}
+
 #[tokio::test]
 async fn malformed_flags_are_parse_errors_that_name_the_problem() {
     let app = app();
+    // Single flag: 400 with the problem, as Python answered an evaluation error.
     let reply = post(&app, "/evaluate", json!({"user_id": "u", "flag_key": "broken"})).await;
-    assert_eq!(reply.status, 200);
-    assert_eq!((&reply.body["enabled"], &reply.body["reason"]), (&json!(false), &json!("error")));
-    assert_eq!(reply.body["error_code"], "PARSE_ERROR");
+    assert_eq!(reply.status, 400);
     assert!(reply.body["error"].as_str().is_some_and(|m| m.contains("unknown operator `like`")), "{}", reply.body);
+    // In a batch: a per-flag error, the others still answered.
+    let reply = post(&app, "/batch_evaluate", json!({"user_id": "u", "flag_keys": ["broken"]})).await;
+    let result = &reply.body["results"]["broken"];
+    assert_eq!((&result["enabled"], &result["reason"]), (&json!(false), &json!("error")));
+    assert_eq!(result["error_code"], "PARSE_ERROR");
     let reply = ofrep(&app, "broken", json!({"targetingKey": "u"})).await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.body["errorCode"], "PARSE_ERROR");
@@ -347,6 +391,15 @@ async fn ofrep_bad_inputs_use_ofrep_error_codes() {
             "targetingKey not a string",
             "/ofrep/v1/evaluate/flags",
             br#"{"context": {"targetingKey": 5}}"#.to_vec(),
+            400,
+            "INVALID_CONTEXT",
+        ),
+        ("a form feed only", "/ofrep/v1/evaluate/flags/on", b"\x0c".to_vec(), 400, "PARSE_ERROR"),
+        ("a form feed in space", "/ofrep/v1/evaluate/flags", b" \x0c\n".to_vec(), 400, "PARSE_ERROR"),
+        (
+            "targetingKey null",
+            "/ofrep/v1/evaluate/flags/on",
+            br#"{"context": {"targetingKey": null}}"#.to_vec(),
             400,
             "INVALID_CONTEXT",
         ),

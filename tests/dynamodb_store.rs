@@ -57,7 +57,7 @@ fn service_flags() -> Value {
         {"key": "needs-treatment", "enabled": true, "rollout_percentage": 100,
          "prerequisites": [{"key": "checkout-redesign", "variant": "treatment"}]},
         {"key": "broken", "enabled": true, "rollout_percentage": 100,
-         "targeting_rules": [{"attribute": "plan", "operator": "resembles", "value": "pro"}]}
+         "rules": [{"id": "r", "clauses": [{"attribute": "plan", "operator": "resembles", "value": "pro"}], "serve": {}}]}
     ])
 }
 

@@ -32,6 +32,10 @@ pub enum ApiError {
     /// The flag needs a user id and none was given (400, `TARGETING_KEY_MISSING`).
     #[error("{0}")]
     TargetingKeyMissing(String),
+    /// A single-flag route named a flag that does not exist (404; native
+    /// `{"error": "Feature flag not found: <key>"}` as the Python service answered).
+    #[error("Feature flag not found: {0}")]
+    FlagNotFound(String),
     /// The flag store failed and nothing usable is cached (native 503, OFREP 500 `GENERAL`).
     #[error("{0}")]
     Unavailable(String),
@@ -57,7 +61,7 @@ impl ApiError {
     /// The status for a native route.
     pub fn native_status(&self) -> u16 {
         match self {
-            ApiError::NotFound => 404,
+            ApiError::NotFound | ApiError::FlagNotFound(_) => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::PayloadTooLarge => 413,
             ApiError::MalformedJson(_)
@@ -74,6 +78,7 @@ impl ApiError {
             ApiError::MalformedJson(_) => ErrorCode::ParseError.as_str(),
             ApiError::InvalidContext(_) | ApiError::BadRequest(_) => ErrorCode::InvalidContext.as_str(),
             ApiError::TargetingKeyMissing(_) => ErrorCode::TargetingKeyMissing.as_str(),
+            ApiError::FlagNotFound(_) => ErrorCode::FlagNotFound.as_str(),
             ApiError::NotFound => "NOT_FOUND",
             ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",

@@ -48,7 +48,9 @@ pub struct OfrepBody {
 
 /// Parses a JSON body; an empty body is the type's default.
 pub fn parse_body<'de, T: Deserialize<'de> + Default>(body: &'de [u8]) -> Result<T, ApiError> {
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+    // JSON's whitespace only: a body of a form feed (`is_ascii_whitespace` includes it)
+    // is not an empty body but malformed JSON (SPEC §5).
+    match body.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
         None => return Ok(T::default()),
         // serde's derived structs also accept arrays (fields by position): not here.
         Some(b'{') => {}
@@ -96,6 +98,23 @@ pub fn query_params(query: &str) -> (Option<String>, Option<String>) {
         }
     }
     (user_id, flag_key)
+}
+
+/// The legacy route's parameters, checked in the Python service's order and with its
+/// texts (SPEC §4): no parameters at all, no `user_id`, no `flag_key`, a blank `user_id`.
+pub fn legacy_params(query: &str) -> Result<(String, String), ApiError> {
+    let missing = |text: &str| Err(ApiError::BadRequest(text.to_owned()));
+    if form_urlencoded::parse(query.as_bytes()).next().is_none() {
+        return missing("Missing query parameters. Required: user_id, flag_key");
+    }
+    let (user_id, flag_key) = query_params(query);
+    // An empty `flag_key=` is as missing as an absent one (Python tested `not flag_key`).
+    match (user_id, flag_key.filter(|key| !key.is_empty())) {
+        (None, _) => missing("Missing required parameter: user_id"),
+        (_, None) => missing("Missing required parameter: flag_key"),
+        (Some(user_id), _) if user_id.trim().is_empty() => missing("user_id cannot be empty"),
+        (Some(user_id), Some(flag_key)) => Ok((user_id, flag_key)),
+    }
 }
 
 /// Checks a flag key the caller named: an empty or over-long key could never exist, and
@@ -157,8 +176,10 @@ pub fn ofrep_subject(body: OfrepBody, request_id: &str) -> Result<Subject, ApiEr
         Some(Value::Object(map)) => map,
         Some(_) => return Err(ApiError::InvalidContext("`context` must be a JSON object".into())),
     };
+    // Absent is fine (a flag may need no user); present, it must be a string — `null`
+    // included, which OpenFeature never sends for a set key (SPEC §5).
     let user_id = match context.get("targetingKey") {
-        None | Some(Value::Null) => None,
+        None => None,
         Some(Value::String(key)) => Some(key.clone()),
         Some(_) => return Err(ApiError::InvalidContext("`context.targetingKey` must be a string".into())),
     };
@@ -212,7 +233,9 @@ mod tests {
         assert!(matches!(parse_body::<NativeBody>(b"{nope"), Err(ApiError::MalformedJson(_))));
         assert!(matches!(parse_body::<NativeBody>(b"{} trailing"), Err(ApiError::MalformedJson(_))));
         assert!(matches!(parse_body::<NativeBody>(b"[1]"), Err(ApiError::BadRequest(m)) if m.contains("JSON object")));
-        assert!(parse_body::<NativeBody>(b"  ").is_ok());
+        assert!(parse_body::<NativeBody>(b" \t\r\n ").is_ok());
+        assert!(matches!(parse_body::<NativeBody>(b"\x0c"), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(parse_body::<OfrepBody>(b" \x0c "), Err(ApiError::MalformedJson(_))));
     }
 
     #[test]
@@ -224,8 +247,12 @@ mod tests {
 
     #[test]
     fn targeting_key_must_be_a_string() {
-        let body = OfrepBody { context: Some(json!({"targetingKey": 42})) };
-        assert!(matches!(ofrep_subject(body, "r"), Err(ApiError::InvalidContext(_))));
+        for key in [json!(42), Value::Null, json!(["u"]), json!({"id": "u"})] {
+            let body = OfrepBody { context: Some(json!({ "targetingKey": key })) };
+            assert!(matches!(ofrep_subject(body, "r"), Err(ApiError::InvalidContext(_))), "{key}");
+        }
+        let body = OfrepBody { context: Some(json!({"plan": "pro"})) };
+        assert_eq!(ofrep_subject(body, "r").expect("no key is fine").user_id, None);
         let body = OfrepBody { context: Some(json!([1])) };
         assert!(matches!(ofrep_subject(body, "r"), Err(ApiError::InvalidContext(_))));
         let body = OfrepBody { context: Some(json!({"targetingKey": "u", "plan": "pro"})) };

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::encode::{field, Writer};
-use super::input::{check_flag_key, parse_body, query_params, subject, NativeBody};
+use super::input::{check_flag_key, legacy_params, parse_body, subject, NativeBody};
 use super::{ApiError, BodyEncoding, Request, Response};
 use crate::app::{App, Outcome};
 use crate::eval::{ErrorCode, FlagValue};
@@ -28,10 +28,13 @@ struct NativeResult<'a> {
     error_code: Option<&'static str>,
     /// Written only when set.
     error: Option<&'a str>,
+    /// Write `"variant": null` when no variant was served (batches); the single-flag
+    /// routes leave the key out, as the Python service did.
+    null_variant: bool,
 }
 
 impl<'a> NativeResult<'a> {
-    fn new(user_id: Option<&'a str>, outcome: &'a Outcome) -> Self {
+    fn new(user_id: Option<&'a str>, outcome: &'a Outcome, null_variant: bool) -> Self {
         let view = outcome.view();
         // "Not found" is a reason here, as in Python, not an error.
         let error = outcome.error.as_ref().filter(|(code, _)| *code != ErrorCode::FlagNotFound);
@@ -48,6 +51,7 @@ impl<'a> NativeResult<'a> {
             stale: outcome.stale,
             error_code: error.map(|(code, _)| code.as_str()),
             error: error.map(|(_, message)| &**message),
+            null_variant,
         }
     }
 
@@ -63,8 +67,10 @@ impl<'a> NativeResult<'a> {
         w.boolean(self.enabled);
         field!(w, , "reason");
         w.string(self.reason);
-        field!(w, , "variant");
-        w.optional_string(self.variant);
+        if self.variant.is_some() || self.null_variant {
+            field!(w, , "variant");
+            w.optional_string(self.variant);
+        }
         field!(w, , "value");
         match self.value {
             None => w.raw("null"),
@@ -95,17 +101,21 @@ impl<'a> NativeResult<'a> {
     }
 }
 
-/// `GET /evaluate?user_id=&flag_key=` (and `GET /`), with an optional JSON body
-/// `{"context": {...}}` as the Python service accepted.
+/// `GET /evaluate?user_id=&flag_key=` (and `GET /`): the legacy route, with the Python
+/// service's contract (SPEC §4): its status codes and error texts, a user id always
+/// required, and an optional JSON body `{"context": {...}}` — a body that is not JSON
+/// is ignored, as Python ignored it.
 pub async fn evaluate_get(app: &App, request: &Request<'_>) -> Response {
-    let (user_id, flag_key) = query_params(request.query);
-    match parse_body::<NativeBody>(request.body) {
-        Ok(body) => evaluate(app, user_id, flag_key, body.context, request).await,
-        Err(error) => error.native(),
-    }
+    let (user_id, flag_key) = match legacy_params(request.query) {
+        Ok(params) => params,
+        Err(error) => return error.native(),
+    };
+    let context = parse_body::<NativeBody>(request.body).ok().and_then(|body| body.context);
+    evaluate(app, Some(user_id), Some(flag_key), context, request).await
 }
 
-/// `POST /evaluate` with `{user_id, flag_key, context?}`.
+/// `POST /evaluate` with `{user_id, flag_key, context?}`: the legacy answers, except that
+/// a missing user id is an error only where the answer needs one (SPEC §1.1 exception 4).
 pub async fn evaluate_post(app: &App, request: &Request<'_>) -> Response {
     match parse_body::<NativeBody>(request.body) {
         Ok(body) => evaluate(app, body.user_id, body.flag_key, body.context, request).await,
@@ -113,6 +123,8 @@ pub async fn evaluate_post(app: &App, request: &Request<'_>) -> Response {
     }
 }
 
+/// One flag, answered as the Python service answered: `404` for an unknown flag, `400`
+/// with the message for an evaluation error, `variant` only when one was served.
 async fn evaluate(
     app: &App,
     user_id: Option<String>,
@@ -133,9 +145,15 @@ async fn evaluate(
         return ApiError::Unavailable("no evaluation was produced".into()).native();
     };
     match &outcome.error {
+        None => {
+            written(request.encoding, 256, |w| NativeResult::new(subject.user_id.as_deref(), outcome, false).write(w))
+        }
+        Some((ErrorCode::FlagNotFound, _)) => ApiError::FlagNotFound(flag_key).native(),
         Some((ErrorCode::TargetingKeyMissing, message)) => ApiError::TargetingKeyMissing(message.to_string()).native(),
         Some((ErrorCode::General, message)) => ApiError::Unavailable(message.to_string()).native(),
-        _ => written(request.encoding, 256, |w| NativeResult::new(subject.user_id.as_deref(), outcome).write(w)),
+        Some((ErrorCode::ParseError | ErrorCode::InvalidContext, message)) => {
+            ApiError::BadRequest(message.to_string()).native()
+        }
     }
 }
 
@@ -199,7 +217,7 @@ fn write_batch(w: &mut Writer<'_>, user_id: Option<&str>, outcomes: &[Outcome]) 
         }
         w.string(outcome.key());
         w.raw(":");
-        NativeResult::new(user_id, outcome).write(w)?;
+        NativeResult::new(user_id, outcome, true).write(w)?;
     }
     w.raw("}}");
     Ok(())

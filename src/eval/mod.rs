@@ -166,7 +166,10 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
 
     /// The variant split of SPEC §3, then Python's `variant or default_variant`.
     fn split(&self, body: &'a FlagBody, out: &mut Evaluation<'a>) -> Result<Option<&'a Variant>, EvalError<'a>> {
-        let chosen = match &*body.variants {
+        if let Some(message) = &body.split_error {
+            return Err(EvalError::new(ErrorCode::ParseError, &**message));
+        }
+        let chosen = match &body.variants[..body.split_len] {
             [] => return Ok(None),
             // One variant is served whatever the hash says (the walk falls back to the last).
             [only] => only,

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Number, Value};
 
-use crate::flag::{parse_semver, parse_time, Clause, Membership, Operator, Ordinal};
+use crate::flag::{parse_semver, parse_time, Clause, Membership, Num, Operator, Ordinal};
 
 /// Whether every clause matches (an empty list matches).
 pub(crate) fn all_match(clauses: &[Clause], context: &Map<String, Value>, now: f64) -> bool {
@@ -60,6 +60,7 @@ fn operator_matches(operator: &Operator, attr: &Value) -> bool {
         After(t) => parse_time(attr).is_some_and(|a| a > *t),
         Exists => true,
         NotExists => false,
+        Never => false,
     }
 }
 
@@ -80,19 +81,8 @@ pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
 }
 
 fn number_eq(x: &Number, y: &Number) -> bool {
-    fn int(n: &Number) -> Option<i128> {
-        n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from))
-    }
-    // Python compares int with float exactly; so do we, instead of rounding the int.
-    fn float_is_int(f: f64, i: i128) -> bool {
-        f.fract() == 0.0 && f.abs() < 1e38 && f as i128 == i
-    }
-    match (int(x), int(y)) {
-        (Some(a), Some(b)) => a == b,
-        (Some(a), None) => y.as_f64().is_some_and(|f| float_is_int(f, a)),
-        (None, Some(b)) => x.as_f64().is_some_and(|f| float_is_int(f, b)),
-        (None, None) => x.as_f64() == y.as_f64(),
-    }
+    // Exactly, as Python compared int with int and int with Decimal (SPEC §1.1).
+    matches!(Num::of(x).zip(Num::of(y)), Some((a, b)) if a.compare(b) == Some(Ordering::Equal))
 }
 
 fn member_of(attr: &Value, set: &Membership) -> bool {
@@ -107,7 +97,7 @@ fn member_of(attr: &Value, set: &Membership) -> bool {
 
 fn compare(attr: &Value, operand: &Ordinal) -> Option<Ordering> {
     match (attr, operand) {
-        (Value::Number(a), Ordinal::Number(b)) => a.as_f64()?.partial_cmp(b),
+        (Value::Number(a), Ordinal::Number(b)) => Num::of(a)?.compare(*b),
         (Value::String(a), Ordinal::Text(b)) => Some(a.as_str().cmp(&**b)),
         _ => None,
     }

@@ -5,7 +5,7 @@ use regex::Regex;
 use semver::Version;
 use serde_json::Value;
 
-use super::ClauseDoc;
+use super::{ClauseDoc, Num};
 
 /// Largest compiled `matches` program, in bytes. Keeps a hostile pattern from costing
 /// memory or load time; the regex engine itself is linear-time.
@@ -19,7 +19,8 @@ const REGEX_MAX_PATTERN: usize = 4096;
 pub struct Clause {
     /// Top-level context key, looked up literally.
     pub(crate) attribute: Box<str>,
-    /// The attribute is `now`, which defaults to the evaluation time.
+    /// The attribute is `now` and the operator `before`/`after`: an absent `now` is the
+    /// evaluation time (for any other operator it is absent, as in Python).
     pub(crate) is_now: bool,
     /// The operator with its prepared operand.
     pub(crate) operator: Operator,
@@ -70,6 +71,9 @@ pub enum Operator {
     Exists,
     /// The attribute is absent (or null).
     NotExists,
+    /// An operator the Python service did not know, or a clause without a string
+    /// `attribute`: Python treated the rule as unmet, so it never matches (SPEC §1.1).
+    Never,
 }
 
 /// The operand of `in`, prepared by its JSON type.
@@ -125,8 +129,8 @@ impl StrSet {
 /// The operand of an ordering comparison.
 #[derive(Debug)]
 pub enum Ordinal {
-    /// Compared with numbers.
-    Number(f64),
+    /// Compared with numbers, exactly.
+    Number(Num),
     /// Compared with strings, by code point.
     Text(Box<str>),
     /// Any other type: never matches.
@@ -134,22 +138,54 @@ pub enum Ordinal {
 }
 
 impl Clause {
-    /// Checks and compiles one clause document.
+    /// Checks and compiles one clause of an extension field (`rules`): everything must be
+    /// right, or the flag is malformed.
     pub fn compile(doc: &ClauseDoc) -> Result<Self, String> {
-        let value = doc.value.clone().unwrap_or(Value::Null);
-        let operator = compile_operator(&doc.operator, value)?;
-        Ok(Clause {
-            is_now: doc.attribute == "now",
-            attribute: doc.attribute.as_str().into(),
-            operator,
-            negate: doc.negate.unwrap_or(false),
-        })
+        let attribute = doc.attribute.as_deref().ok_or("`attribute` must be a string")?;
+        let name = doc.operator.as_deref().ok_or("`operator` must be a string")?;
+        let operator = compile_operator(name, operand(doc))?.ok_or_else(|| format!("unknown operator `{name}`"))?;
+        Ok(Clause::new(attribute, operator, doc.negate.unwrap_or(false)))
+    }
+
+    /// Compiles one clause of Python's `targeting_rules` as the Python service read it
+    /// (SPEC §1.1): a clause without a string `attribute`, or with an operator Python did
+    /// not know, never matches, and comes back with the oddity to report. A bad operand
+    /// of an extension operator is still an error.
+    pub fn compile_python(doc: &ClauseDoc) -> Result<(Self, Option<String>), String> {
+        let known = match doc.operator.as_deref() {
+            Some(name) => compile_operator(name, operand(doc))?,
+            None => None,
+        };
+        let (operator, oddity) = match (doc.attribute.as_deref(), known) {
+            (Some(attribute), Some(operator)) => {
+                return Ok((Clause::new(attribute, operator, doc.negate.unwrap_or(false)), None))
+            }
+            (None, _) => (Operator::Never, "has no string `attribute`; it never matches".to_owned()),
+            (Some(_), None) => match doc.operator.as_deref() {
+                Some(name) => (Operator::Never, format!("has an unknown operator `{name}`; it never matches")),
+                None => (Operator::Never, "has no string `operator`; it never matches".to_owned()),
+            },
+        };
+        // `negate` must not turn "never" into "always".
+        Ok((Clause::new(doc.attribute.as_deref().unwrap_or_default(), operator, false), Some(oddity)))
+    }
+
+    fn new(attribute: &str, operator: Operator, negate: bool) -> Self {
+        let is_now = attribute == "now" && matches!(operator, Operator::Before(_) | Operator::After(_));
+        Clause { is_now, attribute: attribute.into(), operator, negate }
     }
 }
 
-fn compile_operator(name: &str, value: Value) -> Result<Operator, String> {
+/// A clause's operand; absent is `null`.
+fn operand(doc: &ClauseDoc) -> Value {
+    doc.value.clone().unwrap_or(Value::Null)
+}
+
+/// The operator `name` with its operand prepared; `Ok(None)` for a name that is not an
+/// operator, `Err` for a known operator with an operand it cannot use.
+fn compile_operator(name: &str, value: Value) -> Result<Option<Operator>, String> {
     use Operator::*;
-    Ok(match name {
+    Ok(Some(match name {
         "equals" => Equals(value),
         "not_equals" => NotEquals(value),
         "in" => In(membership(value)),
@@ -170,8 +206,8 @@ fn compile_operator(name: &str, value: Value) -> Result<Operator, String> {
         "after" => After(time_operand(name, &value)?),
         "exists" => Exists,
         "not_exists" => NotExists,
-        other => return Err(format!("unknown operator `{other}`")),
-    })
+        _ => return Ok(None),
+    }))
 }
 
 fn membership(value: Value) -> Membership {
@@ -195,7 +231,7 @@ fn membership(value: Value) -> Membership {
 
 fn ordinal(value: Value) -> Ordinal {
     match value {
-        Value::Number(n) => n.as_f64().map_or(Ordinal::Nothing, Ordinal::Number),
+        Value::Number(n) => Num::of(&n).map_or(Ordinal::Nothing, Ordinal::Number),
         Value::String(s) => Ordinal::Text(s.into()),
         _ => Ordinal::Nothing,
     }
@@ -281,8 +317,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn doc(op: &str, value: Value) -> ClauseDoc {
+        ClauseDoc { attribute: Some("a".into()), operator: Some(op.into()), value: Some(value), negate: None }
+    }
+
     fn compile(op: &str, value: Value) -> Result<Clause, String> {
-        Clause::compile(&ClauseDoc { attribute: "a".into(), operator: op.into(), value: Some(value), negate: None })
+        Clause::compile(&doc(op, value))
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct CompiledFlag {
     flag_id: Box<str>,
     version: u64,
     body: Result<FlagBody, Box<str>>,
+    /// What was read leniently, as the Python service read it (SPEC §1.1): reported once
+    /// per flag version by whoever loads it, and refused by `flagctl validate`.
+    oddities: Box<[Box<str>]>,
 }
 
 /// The evaluable part of a well-formed flag. Every string the evaluator hashes or
@@ -29,10 +32,17 @@ pub struct FlagBody {
     pub(crate) rollout: f64,
     /// Python `targeting_rules` (AND); empty means none.
     pub(crate) targeting_rules: Box<[Clause]>,
-    /// Variants with their cumulative allocation precomputed in list order.
+    /// Variants with their cumulative allocation precomputed in list order; the first
+    /// `split_len` are the document's, and one more may follow: a `default_variant` that
+    /// names none of them, served as Python served it (SPEC §1.1).
     pub(crate) variants: Box<[Variant]>,
+    /// How many of `variants` the split walks (the document's own).
+    pub(crate) split_len: usize,
     /// Index of `default_variant` in `variants` (only meaningful when there are variants).
     pub(crate) default_variant: Option<usize>,
+    /// Allocations that do not sum to 1 (±0.01): Python's error, raised only for users
+    /// who reach the split (SPEC §1.1), with Python's message.
+    pub(crate) split_error: Option<Box<str>>,
     /// Flags that must evaluate a given way first.
     pub(crate) prerequisites: Box<[Prerequisite]>,
     /// Outcomes of the `targets` entries, in order.
@@ -135,8 +145,9 @@ impl CompiledFlag {
     pub fn from_doc(doc: FlagDoc) -> Self {
         let flag_id = doc.flag_id.clone().unwrap_or_else(|| doc.key.clone());
         let version = doc.version.map(whole_number).unwrap_or(Ok(0));
+        let mut oddities = Vec::new();
         let body = match version {
-            Ok(_) => compile_body(&doc),
+            Ok(_) => compile_body(&doc, &mut oddities),
             Err(ref problem) => Err(format!("version: {problem}")),
         };
         CompiledFlag {
@@ -144,12 +155,19 @@ impl CompiledFlag {
             flag_id: flag_id.into(),
             version: version.unwrap_or_default(),
             body: body.map_err(Into::into),
+            oddities: oddities.into_iter().map(Into::into).collect(),
         }
     }
 
     /// A flag that evaluates to `PARSE_ERROR` with `message`.
     pub fn malformed(key: &str, flag_id: &str, version: u64, message: String) -> Self {
-        CompiledFlag { key: key.into(), flag_id: flag_id.into(), version, body: Err(message.into()) }
+        CompiledFlag {
+            key: key.into(),
+            flag_id: flag_id.into(),
+            version,
+            body: Err(message.into()),
+            oddities: Box::default(),
+        }
     }
 
     /// Parses and compiles one JSON document (convenient in tests and tools).
@@ -171,6 +189,12 @@ impl CompiledFlag {
     /// The document version.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// What this document has that the Python service read leniently (SPEC §1.1), one
+    /// message per oddity naming the field; empty for a clean document.
+    pub fn oddities(&self) -> &[Box<str>] {
+        &self.oddities
     }
 
     /// The compiled body, or why the document is malformed.
@@ -195,7 +219,8 @@ impl CompiledFlag {
 }
 
 impl FlagBody {
-    /// The variants, in list order.
+    /// The variants, in list order (followed by a `default_variant` that names none of
+    /// them, when the document has one).
     pub fn variants(&self) -> &[Variant] {
         &self.variants
     }
@@ -218,18 +243,30 @@ impl FlagBody {
     }
 }
 
-fn compile_body(doc: &FlagDoc) -> Result<FlagBody, String> {
+fn compile_body(doc: &FlagDoc, oddities: &mut Vec<String>) -> Result<FlagBody, String> {
     check_key(&doc.key)?;
     let rollout = percentage(doc.rollout_percentage.unwrap_or(0.0)).map_err(|p| format!("rollout_percentage: {p}"))?;
-    let variants = compile_variants(doc.variants.as_deref().unwrap_or_default())?;
-    let find_variant = |name: &str| variants.iter().position(|v| &*v.key == name);
-    let default_variant = match (&doc.default_variant, variants.is_empty()) {
+    let (mut variants, split_error) = compile_variants(doc.variants.as_deref().unwrap_or_default(), oddities)?;
+    let split_len = variants.len();
+    let find_variant = |name: &str| variants[..split_len].iter().position(|v| &*v.key == name);
+    let default_variant = match (&doc.default_variant, split_len) {
         // Without variants, Python never served `default_variant`; it stays inert here too.
-        (_, true) | (None, _) => None,
-        (Some(name), false) => {
-            Some(find_variant(name).ok_or_else(|| format!("default_variant `{name}` names no variant"))?)
-        }
+        (_, 0) | (None, _) => None,
+        (Some(name), _) => match find_variant(name) {
+            Some(index) => Some(index),
+            None => {
+                // Python served the name itself where a split landed on an empty key.
+                oddities.push(format!("default_variant `{name}` names no variant; it is served as a bare name"));
+                Some(split_len)
+            }
+        },
     };
+    if default_variant == Some(split_len) {
+        let name = doc.default_variant.as_deref().unwrap_or_default();
+        variants.push(Variant { key: name.into(), below: 0, value: None });
+    }
+    let variants: Box<[Variant]> = variants.into();
+    let find_variant = |name: &str| variants[..split_len].iter().position(|v| &*v.key == name);
     let serve = |s: &ServeDoc, id: &str| compile_serve(s, id, &doc.key, &find_variant);
 
     let mut targets = Vec::new();
@@ -260,13 +297,15 @@ fn compile_body(doc: &FlagDoc) -> Result<FlagBody, String> {
             variant: p.variant.as_deref().map(Into::into),
         });
     }
-    let targeting_rules = compile_clauses(doc.targeting_rules.as_deref().unwrap_or_default(), "targeting_rules")?;
+    let targeting_rules = compile_python_clauses(doc.targeting_rules.as_deref().unwrap_or_default(), oddities)?;
     Ok(FlagBody {
         enabled: doc.enabled.unwrap_or(false),
         rollout,
         targeting_rules,
         variants,
+        split_len,
         default_variant,
+        split_error,
         prerequisites: prerequisites.into(),
         targets: targets.into(),
         target_index,
@@ -287,9 +326,14 @@ fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn compile_variants(docs: &[VariantDoc]) -> Result<Box<[Variant]>, String> {
+/// The split's variants, and Python's error for allocations that do not sum to 1: Python
+/// checked `abs(total - 1.0) > 0.01` only when a user reached the split.
+fn compile_variants(
+    docs: &[VariantDoc],
+    oddities: &mut Vec<String>,
+) -> Result<(Vec<Variant>, Option<Box<str>>), String> {
     let mut cumulative = 0.0;
-    let mut variants = Vec::with_capacity(docs.len());
+    let mut variants = Vec::with_capacity(docs.len() + 1);
     for (i, v) in docs.iter().enumerate() {
         if !(0.0..=1.0).contains(&v.allocation) {
             return Err(format!("variants[{i}].allocation must be 0–1, got {}", v.allocation));
@@ -301,10 +345,33 @@ fn compile_variants(docs: &[VariantDoc]) -> Result<Box<[Variant]>, String> {
             value: v.value.clone().or_else(|| v.payload.clone()),
         });
     }
-    if !variants.is_empty() && !(0.99..=1.01).contains(&cumulative) {
-        return Err(format!("variant allocations must sum to 1 (±0.01), got {cumulative}"));
+    let split_error = allocation_error(docs).map(|total| {
+        oddities
+            .push(format!("variant allocations sum to {total}, not 1 (±0.01): users who reach the split get an error"));
+        format!("Variant allocations must sum to 1.0, got {total}").into()
+    });
+    Ok((variants, split_error))
+}
+
+/// The allocations' sum, written as a decimal, when it is off 1 by more than 0.01.
+///
+/// Python summed the stored `Decimal`s, so `0.33 + 0.33 + 0.33` is exactly `0.99` and
+/// passes. Summing in whole units of 10^-12 reproduces that for every allocation written
+/// with up to 12 decimals (an `f64` sum would give 0.9900000000000001 and fail).
+fn allocation_error(docs: &[VariantDoc]) -> Option<String> {
+    const UNIT: f64 = 1e12;
+    if docs.is_empty() {
+        return None;
     }
-    Ok(variants.into())
+    // Allocations are checked to be 0–1 first, so the sum of units fits easily.
+    let units: i64 = docs.iter().map(|v| (v.allocation * UNIT).round() as i64).sum();
+    let one = UNIT as i64;
+    if (units - one).abs() <= one / 100 {
+        return None;
+    }
+    let fraction = format!("{:012}", units % one);
+    let fraction = fraction.trim_end_matches('0');
+    Some(format!("{}.{}", units / one, if fraction.is_empty() { "0" } else { fraction }))
 }
 
 fn compile_serve(
@@ -328,6 +395,17 @@ fn compile_serve(
 
 fn compile_clauses(docs: &[ClauseDoc], field: &str) -> Result<Box<[Clause]>, String> {
     docs.iter().enumerate().map(|(i, c)| Clause::compile(c).map_err(|p| format!("{field}[{i}]: {p}"))).collect()
+}
+
+/// Python's `targeting_rules`, read as Python read them; oddities are collected.
+fn compile_python_clauses(docs: &[ClauseDoc], oddities: &mut Vec<String>) -> Result<Box<[Clause]>, String> {
+    let mut clauses = Vec::with_capacity(docs.len());
+    for (i, doc) in docs.iter().enumerate() {
+        let (clause, oddity) = Clause::compile_python(doc).map_err(|p| format!("targeting_rules[{i}]: {p}"))?;
+        oddities.extend(oddity.map(|o| format!("targeting_rules[{i}] {o}")));
+        clauses.push(clause);
+    }
+    Ok(clauses.into())
 }
 
 fn percentage(p: f64) -> Result<f64, String> {

@@ -8,10 +8,12 @@
 
 mod clause;
 mod compile;
+mod number;
 
 pub(crate) use clause::{parse_semver, parse_time};
 pub use clause::{Clause, Membership, Operator, Ordinal, StrSet};
 pub use compile::{CompiledFlag, FlagBody, Prerequisite, Rule, Serve, Variant};
+pub use number::Num;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -67,18 +69,33 @@ pub struct FlagDoc {
 }
 
 /// A clause: `{attribute, operator, value, negate?}`.
+///
+/// `attribute` and `operator` are read leniently (`None` when absent or not a string):
+/// the Python service loaded such clauses and they never matched (SPEC §1.1), so the
+/// compiler, not the parser, decides whether that is an oddity or an error.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct ClauseDoc {
     /// Top-level context key, looked up literally.
-    pub attribute: String,
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
     /// One of the operators of SPEC §1.
-    pub operator: String,
+    #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
     /// The operand; absent is the same as `null` (which nothing equals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
     /// Inverts the operator's result (but never makes an absent attribute match).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negate: Option<bool>,
+}
+
+/// A string field that may be absent or of another type in items the Python service
+/// wrote: anything but a string reads as `None`.
+fn lenient_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    })
 }
 
 /// One arm of a multivariate split.

@@ -189,9 +189,7 @@ fn compile_item(item: Item) -> Option<Arc<CompiledFlag>> {
     };
     match compiled {
         Ok(flag) => {
-            if let Err(problem) = flag.body() {
-                tracing::warn!(flag_key = flag.key(), problem, "malformed flag: it will evaluate to PARSE_ERROR");
-            }
+            super::report::loaded(&flag);
             Some(Arc::new(flag))
         }
         Err(why) => {

@@ -65,11 +65,7 @@ fn load(path: &Path) -> Result<FlagSet, StoreError> {
     for why in skipped {
         tracing::warn!(path = %path.display(), "{why}");
     }
-    for flag in &flags {
-        if let Err(problem) = flag.body() {
-            tracing::warn!(flag_key = flag.key(), problem, "malformed flag: it will evaluate to PARSE_ERROR");
-        }
-    }
+    flags.iter().for_each(super::report::loaded);
     Ok(FlagSet::new(flags.into_iter().map(Arc::new)))
 }
 

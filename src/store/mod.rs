@@ -5,9 +5,11 @@
 
 mod dynamodb;
 mod file;
+mod report;
 
 pub use dynamodb::DynamoDbStore;
 pub use file::FileStore;
+pub use report::lenient_reads;
 
 use std::future::Future;
 use std::pin::Pin;

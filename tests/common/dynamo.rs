@@ -117,7 +117,18 @@ pub fn put_with_boto3(endpoint: &str, table: &str, flags: &Value) {
     run_seeder(endpoint, table, flags, false);
 }
 
+/// Creates `table` and writes the flags of the JSON text `flags` with boto3, numbers
+/// exactly as the text writes them (`1E+1` stays the DynamoDB number `1E+1`).
+pub fn seed_text_with_boto3(endpoint: &str, table: &str, flags: &str) {
+    run_seeder_text(endpoint, table, flags.as_bytes(), true);
+}
+
 fn run_seeder(endpoint: &str, table: &str, flags: &Value, create: bool) {
+    let text = serde_json::to_vec(flags).expect("flags as JSON");
+    run_seeder_text(endpoint, table, &text, create);
+}
+
+fn run_seeder_text(endpoint: &str, table: &str, flags: &[u8], create: bool) {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut command = Command::new(format!("{root}/.venv/bin/python"));
     command.arg(format!("{root}/tests/support/seed_dynamodb.py")).args(["--endpoint", endpoint, "--table", table]);
@@ -126,8 +137,9 @@ fn run_seeder(endpoint: &str, table: &str, flags: &Value, create: bool) {
     }
     let mut child =
         command.stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run .venv/bin/python (run `make venv`)");
-    let stdin = child.stdin.take().expect("stdin");
-    serde_json::to_writer(stdin, flags).expect("flags to the seeder");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut stdin, flags).expect("flags to the seeder");
+    drop(stdin);
     let output = child.wait_with_output().expect("seeder");
     assert!(output.status.success(), "seed_dynamodb.py failed: {}", String::from_utf8_lossy(&output.stderr));
 }
