@@ -192,8 +192,8 @@ fn validate_accepts_the_fixtures_and_warns_without_failing() {
 }
 
 /// Writes each document as its own file and checks that `validate` rejects it (exit 1)
-/// with a `file: field: message` line naming `field` and containing `fragment`.
-fn assert_rejected(cases: &[(&str, Value, &str, &str)]) {
+/// with a `file: field: message` line naming `field` and containing `fragment` and `also`.
+fn assert_rejected(cases: &[(&str, Value, &str, &str)], also: &str) {
     let mut failures = Vec::new();
     for (name, doc, field, fragment) in cases {
         let dir = temp_dir(name);
@@ -201,7 +201,8 @@ fn assert_rejected(cases: &[(&str, Value, &str, &str)]) {
         std::fs::write(&file, doc.to_string()).unwrap();
         let run = flagctl("http://127.0.0.1:9", &[], &["validate", path(&dir)]);
         let prefix = format!("{}: {field}", file.display());
-        let found = run.stderr.lines().any(|line| line.starts_with(&prefix) && line.contains(fragment));
+        let found =
+            run.stderr.lines().any(|line| line.starts_with(&prefix) && line.contains(fragment) && line.contains(also));
         if run.code != 1 || !found {
             failures.push(format!("{name}: exit {} — expected `{prefix}…{fragment}…` in:\n{}", run.code, run.stderr));
         }
@@ -213,92 +214,98 @@ fn assert_rejected(cases: &[(&str, Value, &str, &str)]) {
 fn validate_rejects_every_malformation_naming_the_field() {
     let variants = json!([{"key": "a", "allocation": 0.5}, {"key": "b", "allocation": 0.5}]);
     let clause = |operator: &str, value: Value| json!([{"attribute": "a", "operator": operator, "value": value}]);
-    assert_rejected(&[
-        ("missing-key", json!({"enabled": true}), "key", "is required"),
-        ("numeric-key", json!({"key": 7}), "key", "must be a string"),
-        ("long-key", json!({"key": "k".repeat(257)}), "key", "1–256 bytes"),
-        ("rollout-high", json!({"key": "rollout-high", "rollout_percentage": 120}), "rollout_percentage", "0–100"),
-        (
-            "rollout-text",
-            json!({"key": "rollout-text", "rollout_percentage": "50"}),
-            "rollout_percentage",
-            "invalid type",
-        ),
-        ("variant-key", json!({"key": "variant-key", "variants": [{"allocation": 1}]}), "variants[0]", "key"),
-        (
-            "allocation",
-            json!({"key": "allocation", "variants": [{"key": "a", "allocation": 1.5}]}),
-            "variants[0].allocation",
-            "0–1",
-        ),
-        (
-            "regex",
-            json!({"key": "regex", "targeting_rules": clause("matches", json!("("))}),
-            "targeting_rules[0]",
-            "regex",
-        ),
-        (
-            "semver",
-            json!({"key": "semver", "targeting_rules": clause("semver_greater_than", json!("one"))}),
-            "targeting_rules[0]",
-            "semver",
-        ),
-        (
-            "serve-variant",
-            json!({"key": "serve-variant", "variants": variants,
+    assert_rejected(
+        &[
+            ("missing-key", json!({"enabled": true}), "key", "is required"),
+            ("numeric-key", json!({"key": 7}), "key", "must be a string"),
+            ("long-key", json!({"key": "k".repeat(257)}), "key", "1–256 bytes"),
+            ("rollout-high", json!({"key": "rollout-high", "rollout_percentage": 120}), "rollout_percentage", "0–100"),
+            (
+                "rollout-text",
+                json!({"key": "rollout-text", "rollout_percentage": "50"}),
+                "rollout_percentage",
+                "invalid type",
+            ),
+            ("variant-key", json!({"key": "variant-key", "variants": [{"allocation": 1}]}), "variants[0]", "key"),
+            (
+                "allocation",
+                json!({"key": "allocation", "variants": [{"key": "a", "allocation": 1.5}]}),
+                "variants[0].allocation",
+                "0–1",
+            ),
+            (
+                "regex",
+                json!({"key": "regex", "targeting_rules": clause("matches", json!("("))}),
+                "targeting_rules[0]",
+                "regex",
+            ),
+            (
+                "semver",
+                json!({"key": "semver", "targeting_rules": clause("semver_greater_than", json!("one"))}),
+                "targeting_rules[0]",
+                "semver",
+            ),
+            (
+                "serve-variant",
+                json!({"key": "serve-variant", "variants": variants,
                    "rules": [{"id": "r", "clauses": [], "serve": {"variant": "nope"}}]}),
-            "rules[0].serve",
-            "nope",
-        ),
-        (
-            "self-prerequisite",
-            json!({"key": "self-prerequisite", "prerequisites": [{"key": "self-prerequisite"}]}),
-            "prerequisites[0]",
-            "cycle",
-        ),
-        ("wrong-type", json!({"key": "wrong-type", "enabled": "yes"}), "enabled", "invalid type"),
-        ("not-object", json!(7), "-", "must be a flag (an object)"),
-    ]);
+                "rules[0].serve",
+                "nope",
+            ),
+            (
+                "self-prerequisite",
+                json!({"key": "self-prerequisite", "prerequisites": [{"key": "self-prerequisite"}]}),
+                "prerequisites[0]",
+                "cycle",
+            ),
+            ("wrong-type", json!({"key": "wrong-type", "enabled": "yes"}), "enabled", "invalid type"),
+            ("not-object", json!(7), "-", "must be a flag (an object)"),
+        ],
+        "",
+    );
 }
 
 #[test]
 fn validate_rejects_every_lenient_reading_of_spec_1_1() {
     let clause = |clause: Value| json!([clause]);
-    assert_rejected(&[
-        (
-            "no-attribute",
-            json!({"key": "no-attribute", "targeting_rules": clause(json!({"operator": "equals", "value": 1}))}),
-            "targeting_rules[0]",
-            "attribute",
-        ),
-        (
-            "numeric-attribute",
-            json!({"key": "numeric-attribute",
+    assert_rejected(
+        &[
+            (
+                "no-attribute",
+                json!({"key": "no-attribute", "targeting_rules": clause(json!({"operator": "equals", "value": 1}))}),
+                "targeting_rules[0]",
+                "attribute",
+            ),
+            (
+                "numeric-attribute",
+                json!({"key": "numeric-attribute",
                    "targeting_rules": clause(json!({"attribute": 5, "operator": "equals", "value": 1}))}),
-            "targeting_rules[0]",
-            "attribute",
-        ),
-        (
-            "unknown-operator",
-            json!({"key": "unknown-operator",
+                "targeting_rules[0]",
+                "attribute",
+            ),
+            (
+                "unknown-operator",
+                json!({"key": "unknown-operator",
                    "targeting_rules": clause(json!({"attribute": "a", "operator": "resembles", "value": 1}))}),
-            "targeting_rules[0]",
-            "resembles",
-        ),
-        (
-            "allocation-sum",
-            json!({"key": "allocation-sum", "variants": [{"key": "a", "allocation": 0.5}, {"key": "b", "allocation": 0.3}]}),
-            "variants",
-            "0.8",
-        ),
-        (
-            "default-variant",
-            json!({"key": "default-variant", "default_variant": "ghost",
+                "targeting_rules[0]",
+                "resembles",
+            ),
+            (
+                "allocation-sum",
+                json!({"key": "allocation-sum", "variants": [{"key": "a", "allocation": 0.5}, {"key": "b", "allocation": 0.3}]}),
+                "variants",
+                "0.8",
+            ),
+            (
+                "default-variant",
+                json!({"key": "default-variant", "default_variant": "ghost",
                    "variants": [{"key": "a", "allocation": 1}]}),
-            "default_variant",
-            "ghost",
-        ),
-    ]);
+                "default_variant",
+                "ghost",
+            ),
+        ],
+        "(the function reads this leniently in existing items; new ones must not have it)",
+    );
 }
 
 #[test]
@@ -380,6 +387,29 @@ async fn apply_creates_updates_leaves_unchanged_and_prunes_with_audit_records() 
         again.stdout.ends_with("0 to create, 0 to update, 0 to delete, 4 unchanged\nnothing to write\n"),
         "{again:?}"
     );
+}
+
+#[tokio::test]
+async fn apply_of_many_flags_writes_transactions_of_at_most_100_items() {
+    let moto = shared_moto();
+    let tables = Tables::new(&moto.endpoint()).await;
+    let dir = temp_dir("many");
+    for i in 0..120 {
+        let doc = json!({"key": format!("flag-{i:03}"), "enabled": i % 2 == 0, "rollout_percentage": i % 101});
+        std::fs::write(dir.join(format!("flag-{i:03}.json")), doc.to_string()).unwrap();
+    }
+    let proxy = Proxy::start(&moto.endpoint());
+    let run = tables.run_via(&proxy.endpoint(), &["apply", path(&dir)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.ends_with("applied: 120 flag(s) written as arn:aws:sts::123456789012:user/moto\n"), "{run:?}");
+    // 120 flags + 120 records = 240 items: 100 + 100 + 40.
+    assert_eq!(proxy.count("DynamoDB_20120810.TransactWriteItems"), 3);
+    let count = |table: String| {
+        let client = tables.client.clone();
+        async move { client.scan().table_name(table).send().await.expect("Scan").count }
+    };
+    assert_eq!(count(tables.flags.clone()).await, 120);
+    assert_eq!(count(tables.audit.clone()).await, 120);
 }
 
 #[tokio::test]

@@ -98,9 +98,11 @@ fn check_one(file: &FlagFile, checked: &mut Checked) -> Option<(String, Map<Stri
                 let (field, message) = split_field(message);
                 checked.errors.push(Problem::new(origin, field, message));
             }
-            for oddity in oddities(&flag) {
-                let (field, message) = split_field(&oddity);
-                let message = format!("{message} (read leniently from existing items, refused for new ones)");
+            for oddity in flag.oddities() {
+                let (field, message) = split_field(oddity);
+                let message = format!(
+                    "{message} (the function reads this leniently in existing items; new ones must not have it)"
+                );
                 checked.errors.push(Problem::new(origin, field, message));
             }
         }
@@ -111,14 +113,6 @@ fn check_one(file: &FlagFile, checked: &mut Checked) -> Option<(String, Map<Stri
 fn error<T>(checked: &mut Checked, origin: &str, field: &str, message: &str) -> Option<T> {
     checked.errors.push(Problem::new(origin, field, message));
     None
-}
-
-/// The SPEC §1.1 oddities the compiler noted while reading the flag leniently.
-///
-/// Shim until the compiler's `CompiledFlag::oddities()` lands: today's compiler still
-/// treats every §1.1 oddity as malformed, which `body()` already reports.
-fn oddities(_flag: &CompiledFlag) -> Vec<String> {
-    Vec::new()
 }
 
 /// Splits a compiler message into the field it names and the rest, so problems read
@@ -133,8 +127,8 @@ fn split_field(message: &str) -> (String, String) {
     let word = &message[..word_end];
     let root = &word[..word.find(['[', '.']).unwrap_or(word.len())];
     if FLAG_FIELDS.contains(&root) || MANAGED.contains(&root) {
+        // `field: message` and `field message` both become `field`, `message`.
         let rest = message[word_end..].trim_start_matches(':').trim_start();
-        let rest = if message[word_end..].starts_with(':') { rest } else { message };
         return (word.to_owned(), rest.to_owned());
     }
     if message.starts_with("variant allocations") {
@@ -253,10 +247,8 @@ mod tests {
                 "rollout_percentage: must be a number 0–100, got 120",
                 ("rollout_percentage", "must be a number 0–100, got 120"),
             ),
-            (
-                "variants[1].allocation must be 0–1, got 2",
-                ("variants[1].allocation", "variants[1].allocation must be 0–1, got 2"),
-            ),
+            ("variants[1].allocation must be 0–1, got 2", ("variants[1].allocation", "must be 0–1, got 2")),
+            ("targeting_rules[2] has an unknown operator `x`", ("targeting_rules[2]", "has an unknown operator `x`")),
             (
                 "variant allocations must sum to 1 (±0.01), got 0.9",
                 ("variants", "variant allocations must sum to 1 (±0.01), got 0.9"),
