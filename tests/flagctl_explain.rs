@@ -57,7 +57,7 @@ fn a_targeted_user_is_decided_by_the_targets_entry() {
     assert!(out.ends_with("result: enabled=true, reason=rule_match, variant=none\n"), "{out}");
     let out = from_files("new-search", "zed", Some(r#"{"email": "zed@elsewhere.org"}"#));
     assert!(out.contains("saw \"zed@elsewhere.org\" → no match"), "{out}");
-    assert!(out.contains("7. rollout: 0% → nobody (no hash) (not_in_rollout)"), "{out}");
+    assert!(out.contains("7. rollout: 0% → nobody (not_in_rollout) (no hash)"), "{out}");
     assert!(out.ends_with("result: enabled=false, reason=not_in_rollout, variant=none\n"), "{out}");
 }
 
@@ -70,7 +70,7 @@ fn a_rolled_out_user_sees_the_bucket_of_spec_3_and_the_threshold() {
         let bucket = h(&format!("{user}:beta-banner")) % 100;
         let admitted = bucket < 50;
         let line = format!(
-            "7. rollout: bucket = h(\"{user}:beta-banner\") % 100 = {bucket} (user id); threshold 50 → {bucket} < 50? {}\n",
+            "7. rollout: bucket = h(\"{user}:beta-banner\") % 100 = {bucket}; threshold 50 → {bucket} < 50? {}\n",
             if admitted { "in" } else { "out (not_in_rollout)" }
         );
         assert!(out.contains(&line), "{line}\n{out}");
@@ -97,7 +97,7 @@ fn a_split_user_sees_the_point_of_spec_3_and_the_cumulative_allocations() {
         let hash = h(&format!("{user}:checkout_variant"));
         let point = f64::from(hash) / 4_294_967_295.0;
         let line = format!(
-            "8. variant: point = h(\"{user}:checkout_variant\") / 4294967295 = {hash} / 4294967295 = {point:.6} (user id)\n"
+            "8. variant: point = h(\"{user}:checkout_variant\") / 4294967295 = {hash} / 4294967295 = {point:.6}\n"
         );
         assert!(out.contains(&line), "{line}\n{out}");
         let expected = if point < 0.5 { "control" } else { "treatment" };
@@ -130,11 +130,68 @@ async fn explain_reads_the_table_too_and_refuses_bad_input() {
     assert_eq!(code, 0, "{err}");
     let bucket = h("user-123:beta-banner") % 100;
     assert!(out.starts_with("flag beta-banner (version 4) for user \"user-123\"\n"), "{out}");
-    assert!(out.contains(&format!("% 100 = {bucket} (user id); threshold 50")), "{out}");
+    assert!(out.contains(&format!("% 100 = {bucket}; threshold 50")), "{out}");
 
     let (code, _, err) = explain(&moto.endpoint(), "nope", "u", &["--table", &table]);
     assert_eq!((code, err.as_str()), (1, "nope: key: no such flag\n"));
     let (code, _, err) = explain("http://127.0.0.1:9", "checkout", "u", &["--file", FIXTURES, "--context", "[1]"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.starts_with("--context: -: must be a JSON object"), "{err}");
+}
+
+#[test]
+fn bucket_by_serve_rollouts_and_short_circuits_are_shown_as_the_evaluator_ran_them() {
+    let dir = std::env::temp_dir().join(unique_name("flagctl-explain-org"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flag = serde_json::json!({
+        "key": "org-rollout", "enabled": true, "rollout_percentage": 30, "bucket_by": "org",
+        "targeting_rules": [{"attribute": "plan", "operator": "equals", "value": "pro"},
+                            {"attribute": "country", "operator": "in", "value": ["DE"]}],
+        "rules": [{"id": "beta", "clauses": [{"attribute": "beta", "operator": "equals", "value": true}],
+                   "serve": {"rollout_percentage": 50}}]
+    });
+    std::fs::write(dir.join("org-rollout.json"), flag.to_string()).unwrap();
+    let dir = dir.to_str().unwrap().to_owned();
+    let run = |context: &str| {
+        let (code, out, err) =
+            explain("http://127.0.0.1:9", "org-rollout", "u-1", &["--file", &dir, "--context", context]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+
+    // The first clause fails, so the evaluator never looks at the second.
+    let out = run(r#"{"org": "acme", "plan": "free", "country": "DE"}"#);
+    assert!(out.contains("     beta equals true: saw <absent> → no match\n"), "{out}");
+    assert!(out.contains("     plan equals \"pro\": saw \"free\" → no match\n"), "{out}");
+    assert!(out.contains("     country in [\"DE\"]: saw \"DE\" → not evaluated\n"), "{out}");
+    assert!(out.ends_with("result: enabled=false, reason=targeting_rules_not_met, variant=none\n"), "{out}");
+
+    // The organisation is hashed, not the user.
+    let out = run(r#"{"org": "acme", "plan": "pro", "country": "DE"}"#);
+    let bucket = h("acme:org-rollout") % 100;
+    assert!(
+        out.contains(&format!("7. rollout: bucket = h(\"acme:org-rollout\") % 100 = {bucket}; threshold 30")),
+        "{out}"
+    );
+    let result = if bucket < 30 { "enabled=true, reason=enabled" } else { "enabled=false, reason=not_in_rollout" };
+    assert!(out.ends_with(&format!("result: {result}, variant=none\n")), "{out}");
+
+    // A matching rule's own rollout: h("{id}:{flag_key}:{rule_id}").
+    let out = run(r#"{"org": "acme", "beta": true}"#);
+    let bucket = h("acme:org-rollout:beta") % 100;
+    assert!(out.contains("   → rule \"beta\" matches: serve {\"rollout_percentage\":50} (rule_match)\n"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "   serve rollout: bucket = h(\"acme:org-rollout:beta\") % 100 = {bucket}; threshold 50"
+        )),
+        "{out}"
+    );
+    assert!(out.ends_with(&format!("result: enabled={}, reason=rule_match, variant=none\n", bucket < 50)), "{out}");
+
+    // A blank user where the answer needs one: the evaluator's error, and no bucket.
+    let (code, out, _) =
+        explain("http://127.0.0.1:9", "checkout", " ", &["--file", FIXTURES, "--context", r#"{"plan": "pro"}"#]);
+    assert_eq!(code, 0);
+    assert!(out.contains("8. variant: no point was computed (see the result)\n"), "{out}");
+    assert!(out.ends_with("result: enabled=false, reason=error, variant=none, error TARGETING_KEY_MISSING: this flag needs a user id (targetingKey) and none was given\n"), "{out}");
 }
