@@ -247,13 +247,13 @@ fn stored(item: Item) -> Result<(String, StoredFlag), CtlError> {
     }
     let value: Value = serde_dynamo::from_item(item).map_err(|e| unreadable("flag", &key, e))?;
     let Value::Object(mut doc) = value else { return Err(unreadable("flag", &key, "not a map")) };
-    let managed: Vec<Option<Value>> = MANAGED.iter().map(|field| doc.remove(*field)).collect();
-    let version = match &managed[0] {
+    let [version, updated_at, updated_by] = MANAGED.map(|field| doc.remove(field));
+    let version = match &version {
         None => 0,
         Some(v) => whole(v).ok_or_else(|| unreadable("flag", &key, format!("`version` {v} is not a whole number")))?,
     };
     let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_owned);
-    let flag = StoredFlag { doc, version, updated_at: text(&managed[1]), updated_by: text(&managed[2]), version_attr };
+    let flag = StoredFlag { doc, version, updated_at: text(&updated_at), updated_by: text(&updated_by), version_attr };
     Ok((key, flag))
 }
 
