@@ -245,8 +245,6 @@ fn outcome<'a, S: FlagSource + ?Sized>(
             Outcome::from_evaluation(Some(flag), key, &e, cached.is_stale() || prerequisite_stale)
         }
         Cached::NotFound => Outcome::from_evaluation(None, key, &Evaluation::not_found(key), false),
-        Cached::Unavailable(why) => {
-            Outcome::failed(None, key, ErrorCode::General, format!("flag store unavailable: {why}"))
-        }
+        Cached::Unavailable => Outcome::failed(None, key, ErrorCode::General, crate::cache::UNAVAILABLE.to_owned()),
     }
 }

@@ -125,6 +125,9 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Most flag keys one batch request may name (`MAX_BATCH_FLAGS`).
     pub max_batch_flags: usize,
+    /// Longest one DynamoDB call may take, connecting included (`STORE_TIMEOUT_MS`):
+    /// past it the read fails and the cache serves stale flags instead of waiting.
+    pub store_timeout: Duration,
     /// Event settings.
     pub events: EventsConfig,
     /// The Lambda Runtime API address when running inside Lambda.
@@ -157,52 +160,30 @@ impl Config {
         };
         let defaults = CacheConfig::default();
         let cache = CacheConfig {
-            ttl: seconds(&get, "CACHE_TTL_SECONDS", defaults.ttl)?,
-            max_entries: parse(&get, "CACHE_MAX_ENTRIES", defaults.max_entries, "a whole number ≥ 1")?,
-            negative_ttl: seconds(&get, "NEGATIVE_CACHE_TTL_SECONDS", defaults.negative_ttl)?,
-            stale_if_error: seconds(&get, "STALE_IF_ERROR_SECONDS", defaults.stale_if_error)?,
+            ttl: seconds(&get, "CACHE_TTL_SECONDS", defaults.ttl, MAX_TTL)?,
+            max_entries: nonzero(number(&get, "CACHE_MAX_ENTRIES", defaults.max_entries.get(), 1..=MAX_CACHE_ENTRIES)?),
+            negative_ttl: seconds(&get, "NEGATIVE_CACHE_TTL_SECONDS", defaults.negative_ttl, MAX_TTL)?,
+            stale_if_error: seconds(&get, "STALE_IF_ERROR_SECONDS", defaults.stale_if_error, MAX_STALE_IF_ERROR)?,
         };
-        let max_batch_flags =
-            parse(&get, "MAX_BATCH_FLAGS", NonZeroUsize::MIN.saturating_add(999), "a whole number ≥ 1")?;
+        let max_batch_flags = number(&get, "MAX_BATCH_FLAGS", 1000, 1..=MAX_BATCH_FLAGS)?;
+        let store_timeout = millis(&get, "STORE_TIMEOUT_MS", DEFAULT_STORE_TIMEOUT, 10..=30_000)?;
         let event_defaults = EventsConfig::default();
-        let sample_rate = parse(&get, "EVENTS_SAMPLE_RATE", 1.0f64, "a number from 0 to 1")?;
-        if !(0.0..=1.0).contains(&sample_rate) {
-            return Err(invalid("EVENTS_SAMPLE_RATE", &sample_rate.to_string(), "a number from 0 to 1"));
-        }
+        let sample_rate = number(&get, "EVENTS_SAMPLE_RATE", event_defaults.sample_rate, 0.0..=1.0)?;
         let events = EventsConfig {
             stream: get("KINESIS_STREAM_NAME").map(|s| s.trim().to_owned()),
             file: get("EVENTS_FILE").map(PathBuf::from),
             sample_rate,
             include_context: boolean(&get, "EVENTS_INCLUDE_CONTEXT", true)?,
             mode: events_mode(&get)?,
-            buffer_max: parse(
-                &get,
-                "EVENTS_BUFFER_MAX",
-                NonZeroUsize::MIN.saturating_add(99_999),
-                "a whole number ≥ 1",
-            )?
-            .get(),
-            flush_interval: match get("EVENTS_FLUSH_INTERVAL_MS") {
-                None => event_defaults.flush_interval,
-                Some(_) => {
-                    Duration::from_millis(parse(&get, "EVENTS_FLUSH_INTERVAL_MS", 1000u64, "milliseconds ≥ 1")?.max(1))
-                }
-            },
+            buffer_max: number(&get, "EVENTS_BUFFER_MAX", event_defaults.buffer_max, 1..=10_000_000)?,
+            flush_interval: millis(&get, "EVENTS_FLUSH_INTERVAL_MS", event_defaults.flush_interval, 1..=3_600_000)?,
         };
         let bind_addr =
             parse(&get, "BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)), "an address like 127.0.0.1:3000")?;
         let log_filter = get("RUST_LOG")
             .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(|level| level.to_ascii_lowercase()))
             .unwrap_or_else(|| "info".to_owned());
-        Ok(Config {
-            flags,
-            cache,
-            max_batch_flags: max_batch_flags.get(),
-            events,
-            lambda_runtime_api,
-            bind_addr,
-            log_filter,
-        })
+        Ok(Config { flags, cache, max_batch_flags, store_timeout, events, lambda_runtime_api, bind_addr, log_filter })
     }
 }
 
@@ -222,13 +203,64 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
+/// Longest `CACHE_TTL_SECONDS` / `NEGATIVE_CACHE_TTL_SECONDS`: a day. Anything longer
+/// is almost certainly a unit mistake, and an unbounded one overflows time arithmetic.
+pub const MAX_TTL: Duration = Duration::from_secs(86_400);
+/// Longest `STALE_IF_ERROR_SECONDS`: a week of serving the last good flags.
+pub const MAX_STALE_IF_ERROR: Duration = Duration::from_secs(7 * 86_400);
+/// Most `CACHE_MAX_ENTRIES`: compiled flags are ~1–2 KB, so this stays well inside a
+/// Lambda's memory.
+pub const MAX_CACHE_ENTRIES: usize = 100_000;
+/// Most `MAX_BATCH_FLAGS` (a 256 KiB body cannot name many more keys anyway).
+pub const MAX_BATCH_FLAGS: usize = 10_000;
+/// Default `STORE_TIMEOUT_MS`: a healthy DynamoDB answers in ~10 ms; half a second
+/// leaves room for a slow cold connection and still answers (stale) quickly when it hangs.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Reads a number that must lie in `range`; out of range is an error naming the
+/// variable and the range. The one range check every numeric variable goes through
+/// (integers of any width, or floats).
+fn number<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let expected = || format!("a number from {} to {}", range.start(), range.end());
+    let Some(raw) = get(name) else { return Ok(default) };
+    match raw.trim().parse::<T>() {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(invalid(name, &raw, &expected())),
+    }
+}
+
+fn nonzero(value: usize) -> NonZeroUsize {
+    NonZeroUsize::new(value).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// Seconds (fractions allowed) from 0 to `max`.
 fn seconds(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: Duration,
+    max: Duration,
 ) -> Result<Duration, ConfigError> {
-    let secs = parse(get, name, default.as_secs_f64(), "seconds (a number ≥ 0)")?;
-    Duration::try_from_secs_f64(secs).map_err(|_| invalid(name, &secs.to_string(), "seconds (a number ≥ 0)"))
+    let secs = number(get, name, default.as_secs_f64(), 0.0..=max.as_secs_f64())?;
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Whole milliseconds within `range`.
+fn millis(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: Duration,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+    number(get, name, default, range).map(Duration::from_millis)
 }
 
 fn boolean(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
@@ -272,6 +304,7 @@ mod tests {
         assert_eq!(c.cache.negative_ttl, Duration::from_secs(30));
         assert_eq!(c.cache.stale_if_error, Duration::from_secs(3600));
         assert_eq!(c.max_batch_flags, 1000);
+        assert_eq!(c.store_timeout, Duration::from_millis(500));
         assert_eq!(c.events.sample_rate, 1.0);
         assert!(c.events.include_context);
         assert_eq!(c.events.mode, EventsMode::Full);
@@ -297,6 +330,7 @@ mod tests {
             ("EVENTS_BUFFER_MAX", "7"),
             ("EVENTS_FILE", "/tmp/e.jsonl"),
             ("EVENTS_FLUSH_INTERVAL_MS", "250"),
+            ("STORE_TIMEOUT_MS", "120"),
             ("BIND_ADDR", "0.0.0.0:8080"),
             ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
             ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
@@ -315,6 +349,7 @@ mod tests {
         assert_eq!(c.events.buffer_max, 7);
         assert_eq!(c.events.file, Some(PathBuf::from("/tmp/e.jsonl")));
         assert_eq!(c.events.flush_interval, Duration::from_millis(250));
+        assert_eq!(c.store_timeout, Duration::from_millis(120));
         assert_eq!(c.bind_addr.port(), 8080);
         assert_eq!(c.lambda_runtime_api.as_deref(), Some("127.0.0.1:9001"));
         assert_eq!(c.log_filter, "debug");
@@ -350,5 +385,43 @@ mod tests {
         // A local file replaces the table when both are set.
         let both = config(&[("FLAGS_TABLE", "t"), ("FLAGS_FILE", "f.json")]).expect("valid");
         assert_eq!(both.flags, FlagSourceConfig::File("f.json".into()));
+    }
+
+    /// Every numeric variable: the largest accepted value and the values just past each
+    /// end, plus the overflowing and non-finite ones that used to panic later.
+    #[test]
+    fn every_numeric_variable_is_range_checked_at_start_up() {
+        let edges: [(&str, &str, &[&str]); 9] = [
+            ("CACHE_TTL_SECONDS", "86400", &["86400.5", "1e19", "1e400", "inf", "NaN", "-0.1"]),
+            ("NEGATIVE_CACHE_TTL_SECONDS", "86400", &["86401", "1e19", "-1", "NaN"]),
+            ("STALE_IF_ERROR_SECONDS", "604800", &["604801", "1e19", "-1", "inf"]),
+            ("CACHE_MAX_ENTRIES", "100000", &["100001", "18446744073709551615", "99999999999999999999", "0"]),
+            ("MAX_BATCH_FLAGS", "10000", &["10001", "18446744073709551615", "0"]),
+            ("STORE_TIMEOUT_MS", "30000", &["30001", "9", "0", "18446744073709551616", "0.5"]),
+            ("EVENTS_BUFFER_MAX", "10000000", &["10000001", "18446744073709551615", "0"]),
+            ("EVENTS_FLUSH_INTERVAL_MS", "3600000", &["3600001", "0", "18446744073709551615"]),
+            ("EVENTS_SAMPLE_RATE", "1", &["1.0000001", "-0.0001", "NaN", "inf"]),
+        ];
+        for (name, largest, bad) in edges {
+            assert!(config(&[("FLAGS_FILE", "f.json"), (name, largest)]).is_ok(), "{name}={largest}");
+            for value in bad {
+                let err = config(&[("FLAGS_FILE", "f.json"), (name, value)]).expect_err(name).to_string();
+                assert!(err.contains(name) && err.contains("from"), "{name}={value}: {err}");
+            }
+        }
+        let c = config(&[("FLAGS_FILE", "f.json"), ("CACHE_TTL_SECONDS", "0"), ("STORE_TIMEOUT_MS", "10")]);
+        let c = c.expect("the smallest values are accepted");
+        assert_eq!((c.cache.ttl, c.store_timeout), (Duration::ZERO, Duration::from_millis(10)));
+    }
+
+    /// The largest values the checks let through leave the cache's time arithmetic in
+    /// range (the panic `CACHE_TTL_SECONDS=1e19` used to cause on every hit).
+    #[test]
+    fn the_largest_accepted_durations_do_not_overflow_time_arithmetic() {
+        let c =
+            config(&[("FLAGS_FILE", "f.json"), ("CACHE_TTL_SECONDS", "86400"), ("STALE_IF_ERROR_SECONDS", "604800")])
+                .expect("valid");
+        let now = std::time::SystemTime::now();
+        assert!(now.checked_add(c.cache.ttl + c.cache.stale_if_error + c.cache.negative_ttl).is_some());
     }
 }

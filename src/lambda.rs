@@ -77,7 +77,11 @@ const URL_RESPONSE_END: &[u8] = br#"","isBase64Encoded":false}"#;
 pub async fn invoke(app: &App, event: &str, request_id: &str) -> String {
     let invocation: Invocation<'_> = match serde_json::from_str(event) {
         Ok(invocation) => invocation,
-        Err(error) => return unrecognised(&format!("the event does not have a known shape: {error}")),
+        Err(error) => {
+            // serde's message would quote the event's own values: log where, not what.
+            tracing::warn!(category = ?error.classify(), line = error.line(), column = error.column(), "unrecognised event");
+            return unrecognised("the event does not have a known shape: expected a function URL event or a direct invoke {\"action\": \"evaluate\" | \"batch_evaluate\", ...}");
+        }
     };
     if let Some(http) = invocation.request_context.as_ref().and_then(|c| c.http.as_ref()) {
         return function_url(app, &invocation, &http.method, request_id).await;

@@ -92,7 +92,8 @@ async fn run(config: Config) -> Result<(), Error> {
 }
 
 /// AWS SDK settings shared by both clients: bounded timeouts, so a store or stream
-/// outage turns into a fast error (and stale flags) rather than a hung invocation.
+/// outage turns into a fast error (and stale flags) rather than a hung invocation. The
+/// flag store replaces these with its own, tighter `STORE_TIMEOUT_MS`.
 async fn aws() -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
@@ -106,7 +107,8 @@ async fn store(config: &Config) -> Result<Arc<dyn FlagStore>, Error> {
     Ok(match &config.flags {
         FlagSourceConfig::Table(table) => {
             tracing::info!(table, "flags from DynamoDB");
-            Arc::new(DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&aws().await), table))
+            let client = aws_sdk_dynamodb::Client::new(&aws().await);
+            Arc::new(DynamoDbStore::with_timeout(client, table, config.store_timeout))
         }
         FlagSourceConfig::File(path) => Arc::new(FileStore::open(path)?),
     })

@@ -530,3 +530,19 @@ async fn bodies_written_for_a_json_envelope_decode_to_the_same_text() {
         }
     }
 }
+
+/// Error bodies name what is wrong, never the caller's values (issue 11, finding 10).
+#[tokio::test]
+async fn errors_never_echo_what_the_caller_sent() {
+    let app = app();
+    let reply = post(&app, "/evaluate", json!({"user_id": 4155550123u64, "flag_key": "on"})).await;
+    assert_eq!(reply.status, 400);
+    assert!(!reply.body.to_string().contains("4155550123"), "{}", reply.body);
+    assert!(reply.body["error"].as_str().is_some_and(|m| m.contains("user_id") && m.contains("integer")));
+    for event in [r#""hello-secret""#, "4155550123", r#"{"action": ["secret-action"]}"#] {
+        let answer = flagfn::lambda::invoke(&app, event, "req").await;
+        let body: Value = serde_json::from_str(&answer).expect("JSON");
+        let text = body["error"].as_str().expect("an error body");
+        assert!(!text.contains("secret") && !text.contains("4155550123"), "{event}: {text}");
+    }
+}

@@ -7,12 +7,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use common::dynamo::{client, create_table, put_flags, seed_with_boto3, Operations};
 use common::moto::shared_moto;
-use common::moto::{sdk_config_for, unique_name, Moto};
+use common::moto::{unique_name, Moto};
 use common::proxy::Proxy;
 use flagfn::eval::{bucket, EvalInput, Evaluator, FlagSet, NoFlags};
 use flagfn::flag::CompiledFlag;
@@ -20,6 +20,12 @@ use flagfn::store::{DynamoDbStore, FlagStore, StoreError};
 use serde_json::{json, Map, Value};
 
 const BATCH_GET: &str = "DynamoDB_20120810.BatchGetItem";
+
+/// A store over `table` whose timeout leaves room for moto on a busy machine (tests of
+/// the timeout itself build theirs).
+fn store_over(client: Client, table: impl Into<String>) -> DynamoDbStore {
+    DynamoDbStore::with_timeout(client, table, common::dynamo::RELAXED_STORE_TIMEOUT)
+}
 
 fn keys_of(flags: &[Arc<CompiledFlag>]) -> Vec<String> {
     let mut keys: Vec<String> = flags.iter().map(|f| f.key().to_owned()).collect();
@@ -83,7 +89,7 @@ async fn boto3_items_evaluate_exactly_as_the_python_service_decided() {
     all.extend(service_flags().as_array().expect("list").iter().cloned());
     seed_with_boto3(&moto.endpoint(), &table, &Value::Array(all.clone()));
 
-    let store = DynamoDbStore::new(client(&moto.endpoint(), &Operations::default()).await, &table);
+    let store = store_over(client(&moto.endpoint(), &Operations::default()).await, &table);
     let flags = FlagSet::new(store.scan().await.expect("scan"));
     assert_eq!(flags.len(), all.len());
 
@@ -156,7 +162,7 @@ async fn get_many_reads_250_flags_in_three_batch_calls() {
     put_flags(&writer, &table, &flags).await;
 
     let operations = Operations::default();
-    let store = DynamoDbStore::new(client(&moto.endpoint(), &operations).await, &table);
+    let store = store_over(client(&moto.endpoint(), &operations).await, &table);
     let mut asked: Vec<String> = flags.iter().map(|f| f["key"].as_str().expect("key").to_owned()).collect();
     let present = asked.clone();
     asked.extend(present[..20].iter().cloned()); // duplicates
@@ -229,7 +235,7 @@ async fn unprocessed_keys_are_retried_until_every_flag_arrives() {
     // Every tenth key is throttled in each of the first five exchanges that carry one.
     let deferred = defer_keys(&proxy, &table, 5, |key| key.ends_with('0'));
     let operations = Operations::default();
-    let store = DynamoDbStore::new(client(&proxy.endpoint(), &operations).await, &table);
+    let store = store_over(client(&proxy.endpoint(), &operations).await, &table);
     let keys: Vec<String> = flags.iter().map(|f| f["key"].as_str().expect("key").to_owned()).collect();
 
     let got = store.get_many(&keys).await.expect("every key arrives in the end");
@@ -254,7 +260,7 @@ async fn keys_that_stay_unprocessed_end_in_an_error() {
     let proxy = Proxy::start(&moto.endpoint());
     defer_keys(&proxy, &table, usize::MAX, |key| key == "flag-003" || key == "flag-007");
     let operations = Operations::default();
-    let store = DynamoDbStore::new(client(&proxy.endpoint(), &operations).await, &table);
+    let store = store_over(client(&proxy.endpoint(), &operations).await, &table);
     let keys: Vec<String> = (0..10).map(|i| format!("flag-{i:03}")).collect();
 
     let err = store.get_many(&keys).await.expect_err("two keys never arrive");
@@ -283,7 +289,7 @@ async fn scan_follows_every_page() {
     put_flags(&writer, &table, &flags).await;
 
     let operations = Operations::default();
-    let store = DynamoDbStore::new(client(&moto.endpoint(), &operations).await, &table);
+    let store = store_over(client(&moto.endpoint(), &operations).await, &table);
     let got = store.scan().await.expect("scan");
 
     let expected: Vec<String> = (0..40).map(|i| format!("big-{i:02}")).collect();
@@ -301,7 +307,7 @@ async fn scan_follows_every_page() {
 #[tokio::test]
 async fn a_missing_table_is_an_error_with_the_service_message() {
     let moto = shared_moto();
-    let store = DynamoDbStore::new(client(&moto.endpoint(), &Operations::default()).await, unique_name("absent"));
+    let store = store_over(client(&moto.endpoint(), &Operations::default()).await, unique_name("absent"));
     let err = store.get("any").await.expect_err("no table");
     let StoreError::DynamoDb { operation, message, .. } = &err else { panic!("{err:?}") };
     assert_eq!(*operation, "GetItem");
@@ -318,7 +324,7 @@ async fn a_stopped_server_is_an_error_never_a_miss() {
     let dynamo = client(&moto.endpoint(), &operations).await;
     create_table(&dynamo, &table).await;
     put_flags(&dynamo, &table, &numbered(3)).await;
-    let store = DynamoDbStore::new(dynamo, &table);
+    let store = store_over(dynamo, &table);
     assert!(store.get("flag-001").await.expect("up").is_some());
 
     moto.stop();
@@ -340,7 +346,7 @@ async fn server_errors_and_dropped_connections_are_errors() {
     create_table(&writer, &table).await;
     put_flags(&writer, &table, &numbered(3)).await;
     let proxy = Proxy::start(&moto.endpoint());
-    let store = DynamoDbStore::new(client(&proxy.endpoint(), &Operations::default()).await, &table);
+    let store = store_over(client(&proxy.endpoint(), &Operations::default()).await, &table);
     assert!(store.get("flag-001").await.expect("through the proxy").is_some());
 
     for (fault, expected) in [(Fault::Http500, "InternalServerError"), (Fault::CloseConnections, "dispatch failure")] {
@@ -353,27 +359,34 @@ async fn server_errors_and_dropped_connections_are_errors() {
     assert!(store.get("flag-001").await.expect("recovered").is_some());
 }
 
+/// Item 3 of issue 11: every call is bounded by the store's own timeout, whatever the
+/// client was built with (this one allows 10 s per attempt and retries).
 #[tokio::test]
-async fn a_table_slower_than_the_timeout_is_an_error_not_a_hang() {
+async fn a_hanging_table_fails_within_the_store_timeout_whatever_the_client_allows() {
     let moto = shared_moto();
     let table = unique_name("slow");
     let writer = client(&moto.endpoint(), &Operations::default()).await;
     create_table(&writer, &table).await;
-    put_flags(&writer, &table, &numbered(1)).await;
+    put_flags(&writer, &table, &numbered(2)).await;
     let proxy = Proxy::start(&moto.endpoint());
-    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config_for(&proxy.endpoint()).await)
-        .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
-        .timeout_config(
-            aws_smithy_types::timeout::TimeoutConfig::builder()
-                .operation_attempt_timeout(Duration::from_millis(300))
-                .build(),
-        )
-        .build();
-    let store = DynamoDbStore::new(Client::from_conf(config), &table);
-    assert!(store.get("flag-000").await.expect("fast enough").is_some());
+    let patient = client(&proxy.endpoint(), &Operations::default()).await;
+    let default = DynamoDbStore::new(patient.clone(), &table);
+    let short = DynamoDbStore::with_timeout(patient, &table, Duration::from_millis(100));
+    assert!(default.get("flag-000").await.expect("fast enough").is_some());
 
-    proxy.set_delay(Duration::from_secs(3));
-    let err = store.get("flag-000").await.expect_err("too slow");
-    let StoreError::DynamoDb { operation: "GetItem", message, .. } = &err else { panic!("{err:?}") };
-    assert!(message.contains("timeout"), "{message}");
+    proxy.set_delay(Duration::from_secs(30));
+    let keys = vec!["flag-000".to_owned(), "flag-001".to_owned()];
+    for (store, bound) in [(&default, Duration::from_millis(2500)), (&short, Duration::from_millis(1500))] {
+        let started = Instant::now();
+        let err = store.get("flag-000").await.expect_err("too slow");
+        let StoreError::DynamoDb { operation: "GetItem", message, .. } = &err else { panic!("{err:?}") };
+        assert!(message.contains("timeout"), "{message}");
+        let err = store.get_many(&keys).await.expect_err("too slow");
+        assert!(matches!(err, StoreError::DynamoDb { operation: "BatchGetItem", .. }), "{err:?}");
+        let err = store.scan().await.expect_err("too slow");
+        assert!(matches!(err, StoreError::DynamoDb { operation: "Scan", .. }), "{err:?}");
+        // Three calls against a 30 s hang, each ended by the store's timeout (0.5 s by
+        // default, 0.1 s for `short`); the bound is generous for a busy machine.
+        assert!(started.elapsed() < bound * 3, "{:?}", started.elapsed());
+    }
 }

@@ -55,6 +55,10 @@ struct Server {
 
 impl Server {
     fn start() -> (Server, Arc<common::app::MemorySink>) {
+        Server::start_with(flagfn::server::ServerLimits::default())
+    }
+
+    fn start_with(limits: flagfn::server::ServerLimits) -> (Server, Arc<common::app::MemorySink>) {
         let (app, sink) = common::app::file_app("tests/fixtures/api_flags.json", Clock::manual());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -67,7 +71,8 @@ impl Server {
                 let shutdown = async move {
                     let _ = stopped.await;
                 };
-                flagfn::server::serve(app, listener, Duration::from_millis(50), shutdown).await.expect("serve");
+                let flush = Duration::from_millis(50);
+                flagfn::server::serve_with(app, listener, flush, shutdown, limits).await.expect("serve");
             });
         });
         let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server address");
@@ -222,4 +227,121 @@ fn the_binary_never_logs_user_ids_or_context_values() {
     let events = std::fs::read_to_string(&events_file).expect("events file");
     assert!(events.contains(secret_user) && events.contains(secret_value), "the requests were evaluated: {events}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends raw bytes and reads until the server closes or `wait` passes.
+fn raw(base: &str, request: &[u8], wait: Duration) -> String {
+    use std::io::Write;
+    let mut tcp = std::net::TcpStream::connect(base.trim_start_matches("http://")).expect("connect");
+    tcp.set_read_timeout(Some(wait)).expect("timeout");
+    tcp.write_all(request).expect("send");
+    let mut out = Vec::new();
+    let _ = tcp.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Issue 11, item 6: clients that never finish their request head hold connections,
+/// but at the cap the oldest of them is closed for a new client, and shutdown closes
+/// what is left after its grace instead of waiting for them.
+#[test]
+fn stalled_clients_neither_lock_out_others_nor_block_shutdown() {
+    use std::io::Write;
+    let limits = flagfn::server::ServerLimits {
+        max_connections: 16,
+        header_read_timeout: Duration::from_secs(60),
+        body_read_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_millis(500),
+    };
+    let (mut server, _) = Server::start_with(limits);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stalled = Vec::new();
+    for _ in 0..100 {
+        let mut tcp = std::net::TcpStream::connect(&addr).expect("connect");
+        tcp.write_all(b"POST /evaluate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n").expect("half");
+        stalled.push(tcp);
+    }
+    // One more is inside a request: its head is complete, its body never comes.
+    let mut mid_body = std::net::TcpStream::connect(&addr).expect("connect");
+    mid_body.write_all(b"POST /evaluate HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{").expect("head");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    for _ in 0..5 {
+        let reply = agent.get(&server.url("/evaluate?user_id=u&flag_key=on")).call().expect("served despite stalls");
+        assert_eq!(reply.status().as_u16(), 200);
+    }
+    let started = Instant::now();
+    server.stop();
+    assert!(started.elapsed() < Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
+    drop((stalled, mid_body));
+}
+
+/// Issue 11, item 12: responses hyper writes itself carry the security headers too.
+#[test]
+fn http_layer_errors_carry_the_security_headers() {
+    let (server, _) = Server::start();
+    let long_uri = format!("GET /health?pad={} HTTP/1.1\r\nhost: x\r\n\r\n", "x".repeat(70_000));
+    let bad_header = b"GET /health HTTP/1.1\r\nhost: x\r\nbad header: y\r\n\r\n".to_vec();
+    for (request, status) in [(long_uri.into_bytes(), "414"), (bad_header, "400")] {
+        let reply = raw(&server.base, &request, Duration::from_secs(5));
+        assert!(reply.starts_with(&format!("HTTP/1.1 {status}")), "{reply}");
+        let lower = reply.to_ascii_lowercase();
+        for header in ["x-content-type-options: nosniff", "x-frame-options: deny", "cache-control: no-store"] {
+            assert!(lower.contains(header), "{status} lacks {header}: {reply}");
+        }
+    }
+}
+
+/// Issue 11, item 12: `HEAD` on `GET` routes; an OFREP body over 256 KiB gets the OFREP
+/// error shape, as it does from Lambda.
+#[test]
+fn head_requests_and_oversized_ofrep_bodies() {
+    let (server, _) = Server::start();
+    let reply =
+        raw(&server.base, b"HEAD /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", Duration::from_secs(5));
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.to_ascii_lowercase().contains("x-content-type-options: nosniff"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\n"), "no body: {reply}");
+
+    let mut big = br#"{"context": {"targetingKey": "u", "pad": ""#.to_vec();
+    big.extend(std::iter::repeat_n(b'x', 300 * 1024));
+    big.extend(br#""}}"#);
+    for path in ["/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/on"] {
+        let reply = send("POST", &server.url(path), Some(&big), &[("content-type", "application/json")]);
+        assert_eq!(reply.status, 413, "{path}");
+        let body = reply.json();
+        assert_eq!(body["errorCode"], "PAYLOAD_TOO_LARGE", "{path}: {body}");
+        assert!(body["errorDetails"].is_string() && body.get("error").is_none(), "{path}: {body}");
+    }
+}
+
+/// Issue 11, item 6: a connection that does not finish its request head, or sits idle
+/// after a response, is closed after the header-read timeout.
+#[test]
+fn half_sent_and_idle_connections_are_closed_after_the_header_timeout() {
+    use std::io::Write;
+    let limits = flagfn::server::ServerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..flagfn::server::ServerLimits::default()
+    };
+    let (server, _) = Server::start_with(limits);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let requests: [&[u8]; 2] = [
+        b"GET /health HTTP/1.1\r\nhost: x\r\n",
+        b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n", // answered, then left idle (keep-alive)
+    ];
+    for request in requests {
+        let mut tcp = std::net::TcpStream::connect(&addr).expect("connect");
+        // Far longer than the timeout: a read that returns early means the server closed.
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
+        tcp.write_all(request).expect("send");
+        let started = Instant::now();
+        let mut out = Vec::new();
+        tcp.read_to_end(&mut out).expect("closed by the server, not timed out here");
+        assert!(started.elapsed() < Duration::from_secs(10), "closed after {:?}", started.elapsed());
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 200"), "{text}");
+    }
 }

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::Response;
+use crate::cache::UNAVAILABLE;
 use crate::eval::ErrorCode;
 
 /// Why a request could not be answered with an evaluation.
@@ -36,8 +37,10 @@ pub enum ApiError {
     /// `{"error": "Feature flag not found: <key>"}` as the Python service answered).
     #[error("Feature flag not found: {0}")]
     FlagNotFound(String),
-    /// The flag store failed and nothing usable is cached (native 503, OFREP 500 `GENERAL`).
-    #[error("{0}")]
+    /// The flag store failed and nothing usable is cached (native 503, OFREP 500
+    /// `GENERAL`). The text is for the log only: the answer says just
+    /// "flag store unavailable" (an SDK error names endpoints, request ids, accounts).
+    #[error("{UNAVAILABLE}")]
     Unavailable(String),
 }
 
@@ -88,6 +91,7 @@ impl ApiError {
 
     /// `{"error": ...}` with the native status.
     pub fn native(&self) -> Response {
+        self.log();
         let body = serde_json::to_vec(&NativeError { error: &self.to_string() }).unwrap_or_default();
         self.with_headers(Response::json(self.native_status(), body))
     }
@@ -95,6 +99,7 @@ impl ApiError {
     /// `{"errorCode", "errorDetails"}` (and `key` for single-flag routes), with OFREP's
     /// status: the store being down is a 500 `GENERAL` there, as the protocol lists.
     pub fn ofrep(&self, key: Option<&str>) -> Response {
+        self.log();
         let status = match self {
             ApiError::Unavailable(_) => 500,
             other => other.native_status(),
@@ -102,6 +107,13 @@ impl ApiError {
         let details = self.to_string();
         let body = OfrepError { key, error_code: self.ofrep_code(), error_details: &details };
         self.with_headers(Response::json(status, serde_json::to_vec(&body).unwrap_or_default()))
+    }
+
+    /// Logs what an answer leaves out (the caller's values are never in it).
+    fn log(&self) {
+        if let ApiError::Unavailable(detail) = self {
+            tracing::warn!(detail = %detail, "answering: {UNAVAILABLE}");
+        }
     }
 
     fn with_headers(&self, response: Response) -> Response {

@@ -78,13 +78,22 @@ fn explain<'de, T: Deserialize<'de>>(body: &'de [u8]) -> ApiError {
     }
 }
 
-/// serde's messages quote the offending value (`invalid type: string "bob"`); keep the
-/// type and drop the value, which may be user data.
+/// serde's messages quote the offending value (``invalid type: string "bob"``,
+/// ``invalid type: integer `4155550123` ``); keep the kind and drop every quoted
+/// or backticked value, which may be user data.
 fn without_values(message: &str) -> String {
-    match (message.find('"'), message.rfind('"')) {
-        (Some(start), Some(end)) if end > start => format!("{}…{}", &message[..start], &message[end + 1..]),
-        _ => message.to_owned(),
+    let mut out = String::with_capacity(message.len());
+    let mut quote = None;
+    for c in message.chars() {
+        match (quote, c) {
+            (None, '"' | '`') => quote = Some(c),
+            (Some(open), _) if c == open => quote = None,
+            (None, _) => out.push(c),
+            (Some(_), _) => {}
+        }
     }
+    // `integer , expected` → `integer, expected`
+    out.replace(" ,", ",").replace("  ", " ").trim_end().to_owned()
 }
 
 /// `user_id` and `flag_key` from a query string (percent-decoded).
@@ -230,6 +239,11 @@ mod tests {
         assert!(!err.to_string().contains("secret-user"), "{err}");
         let err = parse_body::<NativeBody>(br#"{"context": "secret-value"}"#).expect_err("wrong type");
         assert!(!err.to_string().contains("secret-value"), "{err}");
+        // Numbers and booleans are quoted with backticks by serde: dropped too.
+        let err = parse_body::<NativeBody>(br#"{"user_id": 4155550123}"#).expect_err("wrong type");
+        assert!(err.to_string().starts_with("`user_id`: invalid type: integer, expected a string"), "{err}");
+        let err = parse_body::<NativeBody>(br#"{"flag_keys": [true]}"#).expect_err("wrong type");
+        assert!(!err.to_string().contains("true"), "{err}");
         assert!(matches!(parse_body::<NativeBody>(b"{nope"), Err(ApiError::MalformedJson(_))));
         assert!(matches!(parse_body::<NativeBody>(b"{} trailing"), Err(ApiError::MalformedJson(_))));
         assert!(matches!(parse_body::<NativeBody>(b"[1]"), Err(ApiError::BadRequest(m)) if m.contains("JSON object")));

@@ -19,6 +19,8 @@ use crate::app::App;
 pub enum Method {
     /// `GET`.
     Get,
+    /// `HEAD`: answered as `GET` on `GET` routes, without the body.
+    Head,
     /// `POST`.
     Post,
     /// `OPTIONS` (CORS preflight).
@@ -32,6 +34,7 @@ impl Method {
     pub fn parse(name: &str) -> Method {
         match name {
             "GET" => Method::Get,
+            "HEAD" => Method::Head,
             "POST" => Method::Post,
             "OPTIONS" => Method::Options,
             _ => Method::Other,
@@ -178,7 +181,47 @@ fn route(path: &str) -> Option<Route<'_>> {
 }
 
 /// Answers one request. Never panics on input; every failure is a status and a body.
+///
+/// A `5xx` body also carries the request id: it says only that the store is
+/// unavailable, and the id is how an operator finds the full error in the log.
 pub async fn handle(app: &App, request: Request<'_>) -> Response {
+    let head = request.method == Method::Head;
+    let request = if head { Request { method: Method::Get, ..request } } else { request };
+    let mut response = route_request(app, request).await;
+    if response.status >= 500 {
+        tracing::warn!(request_id = request.request_id, status = response.status, "request failed");
+        response = with_request_id(response, request.request_id);
+    }
+    if head {
+        response.body.clear();
+    }
+    response
+}
+
+/// The answer to a body over [`MAX_BODY_BYTES`] that a transport refused to read in
+/// full: `413` in the shape of the route's protocol (OFREP's on OFREP routes).
+pub fn payload_too_large(path: &str) -> Response {
+    match route(path) {
+        Some(Route::OfrepBulk | Route::OfrepOne(_)) => ApiError::PayloadTooLarge.ofrep(None),
+        _ => ApiError::PayloadTooLarge.native(),
+    }
+}
+
+/// Adds `"request_id"` to a JSON object body (error bodies are small, so re-encoding
+/// one costs nothing that matters).
+fn with_request_id(response: Response, request_id: &str) -> Response {
+    let Ok(mut body) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&response.json_text())
+    else {
+        return response;
+    };
+    body.insert("request_id".to_owned(), request_id.into());
+    match encode_body(&body, response.encoding) {
+        Ok(bytes) => Response { body: bytes, ..response },
+        Err(_) => response,
+    }
+}
+
+async fn route_request(app: &App, request: Request<'_>) -> Response {
     let Some(route) = route(request.path) else {
         return ApiError::NotFound.native();
     };

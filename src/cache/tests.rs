@@ -21,6 +21,8 @@ struct FakeStore {
     failing: AtomicBool,
     /// When set, every read waits for a permit.
     gate: Option<Arc<Semaphore>>,
+    /// When set, a failing read takes this long to fail (a hanging store's timeout).
+    hang: Option<Duration>,
 }
 
 impl FakeStore {
@@ -51,6 +53,9 @@ impl FakeStore {
             let _permit = gate.acquire().await.map_err(|_| unavailable())?;
         }
         if self.failing.load(Ordering::SeqCst) {
+            if let Some(hang) = self.hang {
+                tokio::time::sleep(hang).await;
+            }
             return Err(unavailable());
         }
         Ok(answer(&lock(&self.flags)))
@@ -106,7 +111,7 @@ fn kind(c: &Cached) -> &'static str {
         Cached::Fresh(_) => "fresh",
         Cached::Stale(_) => "stale",
         Cached::NotFound => "not_found",
-        Cached::Unavailable(_) => "unavailable",
+        Cached::Unavailable => "unavailable",
     }
 }
 
@@ -227,7 +232,7 @@ async fn store_errors_serve_stale_values_never_not_found() {
     // Nothing cached + store down → unavailable (GENERAL), not "not found" — and during
     // the backoff that follows a failure, without waiting on the store again.
     let reads = store.calls().len();
-    assert!(matches!(cache.get("never-seen", later).await, Cached::Unavailable(m) if m.contains("store is down")));
+    assert!(matches!(cache.get("never-seen", later).await, Cached::Unavailable));
     assert_eq!(store.calls().len(), reads, "an uncached key fails fast while the store backs off");
     // Within the error backoff the store is not asked again for the stale key.
     assert_eq!(kind(&cache.get("cached", later + Duration::from_millis(500)).await), "stale");
@@ -334,4 +339,69 @@ async fn no_snapshot_and_a_failing_store_is_an_error_not_an_empty_set() {
     let err = cache.all(SystemTime::now()).await.expect_err("nothing to serve");
     assert!(err.contains("store is down"), "{err}");
     assert_eq!(store.calls(), ["scan"]);
+}
+
+/// Issue 11, item 3: a read that hangs for 2 s before failing must not leave a backoff
+/// that ended while it hung. Time is paused: the hang takes 2 s of tokio time.
+#[tokio::test(start_paused = true)]
+async fn the_backoff_runs_from_when_the_failure_is_known() {
+    let store = FakeStore { hang: Some(secs(2)), ..FakeStore::with(&["a"]) };
+    let (store, cache) = cache(store);
+    let t0 = SystemTime::now();
+    cache.get("a", t0).await;
+    store.failing.store(true, Ordering::SeqCst);
+    let t1 = t0 + secs(301);
+    assert_eq!(kind(&cache.get("a", t1).await), "stale");
+    assert_eq!(store.calls().len(), 2);
+    // The failure was known at t1 + 2 s; until t1 + 3 s the store is left alone and the
+    // cached flag comes back stale at once (measured from t1, the backoff would have
+    // ended at t1 + 1 s and this request would have waited 2 s on the store again).
+    for offset in [1_100, 2_000, 2_999] {
+        let started = tokio::time::Instant::now();
+        assert_eq!(kind(&cache.get("a", t1 + Duration::from_millis(offset)).await), "stale");
+        assert_eq!(started.elapsed(), Duration::ZERO, "at +{offset} ms: served without waiting");
+    }
+    assert_eq!(store.calls().len(), 2, "no store call during the backoff");
+    assert_eq!(kind(&cache.get("a", t1 + secs(3)).await), "stale");
+    assert_eq!(store.calls().len(), 3, "the backoff is over: the store is tried again");
+}
+
+/// Issue 11, item 7: a flood of unknown keys cannot evict the flags in use, so they
+/// are still there to serve stale when the store then fails.
+#[tokio::test]
+async fn unknown_keys_never_evict_flags() {
+    let config = CacheConfig { max_entries: NonZeroUsize::new(4).expect("non-zero"), ..config() };
+    let (store, cache) = cache_with(FakeStore::with(&["a", "b", "c", "d"]), config);
+    let t0 = SystemTime::now();
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(kind(&cache.get(key, t0).await), "fresh");
+    }
+    for i in 0..1000 {
+        assert_eq!(kind(&cache.get(&format!("ghost-{i}"), t0).await), "not_found");
+    }
+    // The unknown keys pushed out only each other: one not-found slot (4 / 4).
+    assert_eq!(cache.stats().entries, 5);
+    assert_eq!(cache.stats().evictions, 999);
+    // The most recent unknown key is still remembered; the flags are all still cached.
+    let reads = store.calls().len();
+    assert_eq!(kind(&cache.get("ghost-999", t0).await), "not_found");
+    store.failing.store(true, Ordering::SeqCst);
+    let later = t0 + secs(301);
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(kind(&cache.get(key, later).await), "stale", "{key}");
+    }
+    assert_eq!(store.calls().len(), reads + 1, "one failed refresh, then the backoff");
+}
+
+#[tokio::test]
+async fn a_deleted_flag_leaves_the_flag_cache_when_its_key_is_found_missing() {
+    let (store, cache) = cache(FakeStore::with(&["a"]));
+    let t0 = SystemTime::now();
+    assert_eq!(kind(&cache.get("a", t0).await), "fresh");
+    lock(&store.flags).remove("a");
+    assert_eq!(kind(&cache.get("a", t0 + secs(300)).await), "not_found");
+    // During an outage the deleted flag is not resurrected as stale.
+    store.failing.store(true, Ordering::SeqCst);
+    assert_eq!(kind(&cache.get("a", t0 + secs(400)).await), "unavailable");
+    assert_eq!(cache.stats().entries, 1);
 }

@@ -6,6 +6,7 @@
 //! `Reason::Error`. Nothing is parsed or formatted on the way; a hash costs one MD5.
 
 pub mod bucket;
+mod graph;
 mod result;
 mod rules;
 mod source;
@@ -17,7 +18,7 @@ pub use trace::{NoTrace, Trace};
 
 use serde_json::{Map, Value};
 
-use crate::flag::{CompiledFlag, FlagBody, Prerequisite, Serve, Variant, MAX_PREREQUISITE_DEPTH};
+use crate::flag::{CompiledFlag, FlagBody, Prerequisite, Serve, Variant};
 
 /// Who is asking, with what context, and when.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +70,7 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
     /// Evaluates one flag.
     #[inline]
     pub fn evaluate(&mut self, flag: &'a CompiledFlag) -> Evaluation<'a> {
-        self.eval_flag(flag, &Chain { key: flag.key(), depth: 0, parent: None })
+        self.eval_flag(flag, true)
     }
 
     // Inlined into the caller, so the result is built in the caller's frame and its
@@ -77,28 +78,30 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
     // just set, means copying it with wide loads over narrow stores, which stalls the
     // CPU for longer than the rest of a rollout's bookkeeping takes.
     #[inline]
-    fn eval_flag(&mut self, flag: &'a CompiledFlag, chain: &Chain<'_, 'a>) -> Evaluation<'a> {
+    fn eval_flag(&mut self, flag: &'a CompiledFlag, root: bool) -> Evaluation<'a> {
         let mut result = Evaluation::off(flag.key(), Some(flag), Reason::FlagDisabled);
-        if let Err(error) = self.eval_into(flag, chain, &mut result) {
+        if let Err(error) = self.eval_into(flag, root, &mut result) {
             result = Evaluation::failed(flag.key(), Some(flag), error);
         }
         result
     }
 
-    /// SPEC §2 for `flag`, writing into `out` (which starts as "off").
+    /// SPEC §2 for `flag`, writing into `out` (which starts as "off"). `root`: the flag
+    /// asked for, not one of its prerequisites.
     #[inline(never)]
-    fn eval_into(
-        &mut self,
-        flag: &'a CompiledFlag,
-        chain: &Chain<'_, 'a>,
-        out: &mut Evaluation<'a>,
-    ) -> Result<(), EvalError<'a>> {
+    fn eval_into(&mut self, flag: &'a CompiledFlag, root: bool, out: &mut Evaluation<'a>) -> Result<(), EvalError<'a>> {
         let body = flag.body().map_err(|message| EvalError::new(ErrorCode::ParseError, message))?;
+        if root && !body.prerequisites.is_empty() {
+            // The whole graph below, before anything user-dependent: a cycle or an
+            // over-deep chain is malformed for everyone, even when the flag is off. Every
+            // prerequisite below a valid root is valid too, so only roots are walked.
+            graph::check(flag, self.source)?;
+        }
         if !body.enabled {
             return Ok(());
         }
         for prerequisite in body.prerequisites.iter() {
-            if !self.prerequisite_holds(prerequisite, chain)? {
+            if !self.prerequisite_holds(prerequisite)? {
                 out.reason = Reason::PrerequisiteFailed;
                 return Ok(());
             }
@@ -232,21 +235,18 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
         self.user_id().map(BucketId::Str)
     }
 
-    fn prerequisite_holds(&mut self, p: &'a Prerequisite, chain: &Chain<'_, 'a>) -> Result<bool, EvalError<'a>> {
+    /// Whether prerequisite `p` holds. The graph below the root was checked first
+    /// ([`graph::check`]), so this recursion ends within the depth limit, and an
+    /// outcome is the same whichever flag reached it (hence the memo).
+    fn prerequisite_holds(&mut self, p: &'a Prerequisite) -> Result<bool, EvalError<'a>> {
         let key: &'a str = &p.key;
         let (enabled, variant) = match self.memo.iter().find(|m| m.0 == key) {
             Some(&(_, enabled, variant)) => (enabled, variant),
             None => {
-                if chain.contains(key) {
-                    return Err(chain.broken(key, "prerequisite cycle"));
-                }
-                if chain.depth >= MAX_PREREQUISITE_DEPTH {
-                    return Err(chain.broken(key, "prerequisite chain deeper than 8"));
-                }
                 let Some(flag) = self.source.flag(key) else {
                     return Ok(false); // a missing prerequisite fails it
                 };
-                let result = self.eval_flag(flag, &Chain { key, depth: chain.depth + 1, parent: Some(chain) });
+                let result = self.eval_flag(flag, false);
                 match result.error {
                     Some(e) if e.broken_chain || e.code == ErrorCode::TargetingKeyMissing => return Err(e),
                     Some(_) => return Ok(false),
@@ -264,34 +264,6 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
 #[cold]
 fn no_user_id<'a>() -> EvalError<'a> {
     EvalError::new(ErrorCode::TargetingKeyMissing, "this flag needs a user id (targetingKey) and none was given")
-}
-
-/// The chain of flags being evaluated through prerequisites: one link per level on the
-/// stack, so a flag without prerequisites pays nothing for it.
-struct Chain<'p, 'a> {
-    key: &'a str,
-    /// Prerequisite levels below the flag asked for (0 for that flag).
-    depth: usize,
-    parent: Option<&'p Chain<'p, 'a>>,
-}
-
-impl<'a> Chain<'_, 'a> {
-    fn links(&self) -> impl Iterator<Item = &Chain<'_, 'a>> {
-        std::iter::successors(Some(self), |link| link.parent)
-    }
-
-    fn contains(&self, key: &str) -> bool {
-        self.links().any(|link| link.key == key)
-    }
-
-    fn broken(&self, next: &str, what: &str) -> EvalError<'a> {
-        let mut path: Vec<&str> = self.links().map(|link| link.key).collect();
-        path.reverse();
-        path.push(next);
-        let mut error = EvalError::new(ErrorCode::ParseError, format!("{what}: {}", path.join(" → ")));
-        error.broken_chain = true;
-        error
-    }
 }
 
 /// The string hashed for a bucket, borrowed when it already is a string.

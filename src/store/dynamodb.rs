@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
@@ -20,6 +21,7 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 use super::{BoxFuture, FlagStore, StoreError};
+use crate::config::DEFAULT_STORE_TIMEOUT;
 use crate::flag::CompiledFlag;
 
 /// A DynamoDB item as the SDK returns it.
@@ -56,10 +58,26 @@ pub struct DynamoDbStore {
 }
 
 impl DynamoDbStore {
-    /// A store reading `table` with `client`. Nothing is called yet: a missing table or
-    /// missing permissions show up as [`StoreError::DynamoDb`] on the first read, which
-    /// the cache treats as an outage rather than as "no flags".
+    /// A store reading `table` with `client`, every call bounded by
+    /// [`DEFAULT_STORE_TIMEOUT`] (see [`DynamoDbStore::with_timeout`]). Nothing is called
+    /// yet: a missing table or missing permissions show up as [`StoreError::DynamoDb`] on
+    /// the first read, which the cache treats as an outage rather than as "no flags".
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self::with_timeout(client, table, DEFAULT_STORE_TIMEOUT)
+    }
+
+    /// A store whose every DynamoDB call — connecting, each attempt, and the whole
+    /// operation with the SDK's own retries — ends within `timeout` (`STORE_TIMEOUT_MS`).
+    /// A hanging DynamoDB then costs a request at most `timeout` before the cache serves
+    /// stale flags, whatever timeouts the caller's client had (they are replaced; its
+    /// endpoint, credentials and interceptors are kept).
+    pub fn with_timeout(client: Client, table: impl Into<String>, timeout: Duration) -> Self {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(timeout)
+            .operation_attempt_timeout(timeout)
+            .operation_timeout(timeout)
+            .build();
+        let client = Client::from_conf(client.config().to_builder().timeout_config(timeouts).build());
         DynamoDbStore { client, table: Arc::from(table.into()) }
     }
 

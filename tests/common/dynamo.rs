@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{KeyType, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
@@ -144,11 +145,21 @@ fn run_seeder_text(endpoint: &str, table: &str, flags: &[u8], create: bool) {
     assert!(output.status.success(), "seed_dynamodb.py failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
+/// The store timeout of tests that are not about it: moto on a machine busy compiling
+/// can take longer than the production default to answer a large read.
+pub const RELAXED_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// An `App` over `table` read with `client`, with the `extra` settings (e.g.
-/// `CACHE_TTL_SECONDS`), recording events into a memory sink.
+/// `CACHE_TTL_SECONDS`), recording events into a memory sink. Its store times out after
+/// `STORE_TIMEOUT_MS` if `extra` sets it, else after [`RELAXED_STORE_TIMEOUT`].
 pub fn dynamo_app(client: Client, table: &str, extra: &[(&str, &str)], clock: Clock) -> (Arc<App>, Arc<MemorySink>) {
     let config = table_config(table, extra);
+    let timeout = match extra.iter().any(|(name, _)| *name == "STORE_TIMEOUT_MS") {
+        true => config.store_timeout,
+        false => RELAXED_STORE_TIMEOUT,
+    };
     let sink = Arc::new(MemorySink::default());
-    let app = App::new(Arc::new(DynamoDbStore::new(client, table)), Some(sink.clone()), &config, clock);
+    let store = DynamoDbStore::with_timeout(client, table, timeout);
+    let app = App::new(Arc::new(store), Some(sink.clone()), &config, clock);
     (Arc::new(app), sink)
 }

@@ -6,13 +6,16 @@
 //! - Misses are read through *flights*: the first request to miss a key reads it (one
 //!   `GetItem`, or one `BatchGetItem` for many keys) and every concurrent request for the
 //!   same key waits for that read instead of issuing its own (single-flight).
-//! - "No such flag" is remembered for `negative_ttl`.
+//! - "No such flag" is remembered for `negative_ttl`, in an LRU of its own
+//!   ([`entries`]), so unknown keys can never push real flags out.
 //! - A store *error* is never remembered as "no such flag". The last good value is served,
 //!   marked stale, until `ttl + stale_if_error` after it was fetched. After a failed
-//!   store call the store is left alone for [`ERROR_BACKOFF`]: cached keys are served
-//!   stale and uncached ones fail at once, so an outage (or a hanging store) does not
-//!   make every request wait on it. With nothing cached, the answer is
-//!   [`Cached::Unavailable`] (a `GENERAL` error), never "not found".
+//!   store call the store is left alone for [`ERROR_BACKOFF`], counted from when the
+//!   failure was *known* (a call that hangs until its timeout has taken time already):
+//!   cached keys are served stale without waiting and uncached ones fail at once, so an
+//!   outage (or a hanging store) does not make every request wait on it. With nothing
+//!   cached, the answer is [`Cached::Unavailable`] (a `GENERAL` error), never "not
+//!   found". What failed goes to the log; answers only say that the store is unavailable.
 //! - The every-flag snapshot (a `Scan`) is cached the same way, as one unit.
 //!
 //! Time is passed in by the caller: the request's one wall-clock reading, which it needs
@@ -26,11 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use lru::LruCache;
 use tokio::sync::watch;
 
 use crate::config::CacheConfig;
-use crate::eval::{FlagSet, FlagSource};
 use crate::flag::CompiledFlag;
 use crate::store::FlagStore;
 
@@ -38,8 +39,19 @@ use crate::store::FlagStore;
 /// uncached keys fail at once).
 pub const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Most rounds of prerequisite loading (a chain deeper than this is malformed anyway).
-const PREREQUISITE_ROUNDS: usize = crate::flag::MAX_PREREQUISITE_DEPTH + 1;
+/// What an answer says when the store failed and nothing usable is cached: the same
+/// short text whatever went wrong (the details, SDK dumps with endpoints and request
+/// ids, go to the log only).
+pub const UNAVAILABLE: &str = "flag store unavailable";
+
+mod entries;
+mod resolve;
+mod snapshot;
+
+use entries::{Entries, Entry, Known};
+pub use resolve::Resolved;
+pub use snapshot::Snapshot;
+use snapshot::SnapshotState;
 
 /// What the cache knows about one key.
 #[derive(Debug, Clone)]
@@ -50,9 +62,9 @@ pub enum Cached {
     Stale(Arc<CompiledFlag>),
     /// The store has no such flag.
     NotFound,
-    /// The store failed and nothing usable is cached; the message is for logs and
-    /// error details (it names the store problem, never a user).
-    Unavailable(Arc<str>),
+    /// The store failed and nothing usable is cached. Why is in the log (the cache logs
+    /// each failed store call); answers say only that the store is unavailable.
+    Unavailable,
 }
 
 impl Cached {
@@ -60,7 +72,7 @@ impl Cached {
     pub fn flag(&self) -> Option<&Arc<CompiledFlag>> {
         match self {
             Cached::Fresh(flag) | Cached::Stale(flag) => Some(flag),
-            Cached::NotFound | Cached::Unavailable(_) => None,
+            Cached::NotFound | Cached::Unavailable => None,
         }
     }
 
@@ -68,15 +80,6 @@ impl Cached {
     pub fn is_stale(&self) -> bool {
         matches!(self, Cached::Stale(_))
     }
-}
-
-/// The every-flag snapshot.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// Every flag in the store, by key.
-    pub flags: Arc<FlagSet>,
-    /// Served from a failed refresh's fallback.
-    pub stale: bool,
 }
 
 /// Counters for logs and tests. Monotonic since start-up.
@@ -98,22 +101,6 @@ pub struct CacheStats {
     pub entries: usize,
 }
 
-/// Lookup counts, kept under the entries lock the lookups hold anyway (no atomic
-/// operation on the hit path).
-#[derive(Debug, Default)]
-struct Tally {
-    hits: u64,
-    misses: u64,
-    stale: u64,
-}
-
-/// The LRU and the counts of lookups in it, behind one lock.
-#[derive(Debug)]
-struct Entries {
-    lru: LruCache<Box<str>, Entry>,
-    tally: Tally,
-}
-
 #[derive(Debug, Default)]
 struct Counters {
     hits: AtomicU64,
@@ -124,26 +111,10 @@ struct Counters {
     evictions: AtomicU64,
 }
 
-/// One cached key: a flag or "no such flag", and when it was read.
-#[derive(Debug)]
-struct Entry {
-    flag: Option<Arc<CompiledFlag>>,
-    fetched: SystemTime,
-}
-
 /// What a flight publishes: the flags it read (`None` = not in the store) or the error.
 type FlightResult = Result<Arc<HashMap<Box<str>, Option<Arc<CompiledFlag>>>>, Arc<str>>;
 type FlightSender = watch::Sender<Option<FlightResult>>;
 type FlightReceiver = watch::Receiver<Option<FlightResult>>;
-
-type ScanResult = Result<Arc<FlagSet>, Arc<str>>;
-
-/// The every-flag snapshot and its refresh state.
-#[derive(Debug, Default)]
-struct SnapshotState {
-    current: Option<(SystemTime, Arc<FlagSet>)>,
-    flight: Option<watch::Receiver<Option<ScanResult>>>,
-}
 
 /// LRU + TTL cache of compiled flags over a store. Shared by every request of a warm
 /// Lambda (or of the local server).
@@ -179,7 +150,7 @@ impl FlagCache {
         FlagCache {
             store,
             config,
-            entries: Mutex::new(Entries { lru: LruCache::new(config.max_entries), tally: Tally::default() }),
+            entries: Mutex::new(Entries::new(&config)),
             flights: Mutex::new(HashMap::new()),
             snapshot: Mutex::new(SnapshotState::default()),
             backoff: Mutex::new(None),
@@ -198,7 +169,7 @@ impl FlagCache {
             stale_serves: s.stale_serves.load(Relaxed) + entries.tally.stale,
             store_errors: s.store_errors.load(Relaxed),
             evictions: s.evictions.load(Relaxed),
-            entries: entries.lru.len(),
+            entries: entries.len(),
         }
     }
 
@@ -213,14 +184,6 @@ impl FlagCache {
         fetched.pop().unwrap_or(Cached::NotFound)
     }
 
-    /// Several flags (one lock for all hits, one store read for all misses), plus every
-    /// flag their prerequisites name, transitively, so the evaluator has what it needs.
-    pub async fn resolve<'k>(&self, keys: &[&'k str], now: SystemTime) -> Resolved<'k> {
-        let requested = self.lookup_or_fetch(keys, now).await;
-        let prerequisites = self.load_prerequisites(&requested, now).await;
-        Resolved { requested, prerequisites }
-    }
-
     /// Each key's answer, in order: hits under one lock, then one store read for all the
     /// misses.
     async fn lookup_or_fetch<'k>(&self, keys: &[&'k str], now: SystemTime) -> Vec<(&'k str, Cached)> {
@@ -233,99 +196,23 @@ impl FlagCache {
             .collect()
     }
 
-    /// Every flag (a `Scan`, cached as one snapshot with the same TTL). `Err` only when
-    /// the store fails and no snapshot is young enough to serve stale.
-    pub async fn all(&self, now: SystemTime) -> Result<Snapshot, Arc<str>> {
-        loop {
-            let (receiver, leader) = {
-                let mut state = lock(&self.snapshot);
-                if let Some(snapshot) = self.snapshot_without_store(&state, now) {
-                    return Ok(snapshot);
-                }
-                self.stats.misses.fetch_add(1, Relaxed);
-                match &state.flight {
-                    Some(receiver) => (receiver.clone(), None),
-                    None => {
-                        let (sender, receiver) = watch::channel(None);
-                        state.flight = Some(receiver.clone());
-                        (receiver, Some(sender))
-                    }
-                }
-            };
-            if let Some(sender) = leader {
-                self.lead_scan(sender, now).await;
-            }
-            if let Some(result) = wait(receiver).await {
-                return self.settle_scan(result, now);
-            }
-            // The scanning request was cancelled mid-read: try again, leading if need be.
-        }
-    }
-
-    /// The snapshot if it can be served without a store read (fresh, or stale while the
-    /// store is in error backoff).
-    fn snapshot_without_store(&self, state: &SnapshotState, now: SystemTime) -> Option<Snapshot> {
-        let (fetched, flags) = state.current.as_ref()?;
-        if now < *fetched + self.config.ttl {
-            self.stats.hits.fetch_add(1, Relaxed);
-            return Some(Snapshot { flags: flags.clone(), stale: false });
-        }
-        if self.backing_off(now).is_some() && now < *fetched + self.config.ttl + self.config.stale_if_error {
-            self.stats.stale_serves.fetch_add(1, Relaxed);
-            return Some(Snapshot { flags: flags.clone(), stale: true });
-        }
-        None
-    }
-
-    async fn lead_scan(&self, sender: watch::Sender<Option<ScanResult>>, now: SystemTime) {
-        let _clear = ClearScanFlight(self);
-        let result = self.call_store("scan", 0, now, self.store.scan()).await.map(|flags| {
-            let set = Arc::new(FlagSet::new(flags));
-            self.insert_all(set.iter().map(|f| (Box::from(f.key()), Some(f.clone()))), now);
-            lock(&self.snapshot).current = Some((now, set.clone()));
-            tracing::debug!(flags = set.len(), "flag snapshot refreshed");
-            set
-        });
-        let _ = sender.send(Some(result));
-    }
-
-    fn settle_scan(&self, result: ScanResult, now: SystemTime) -> Result<Snapshot, Arc<str>> {
-        match result {
-            Ok(flags) => Ok(Snapshot { flags, stale: false }),
-            Err(message) => {
-                let state = lock(&self.snapshot);
-                match &state.current {
-                    Some((fetched, flags)) if now < *fetched + self.config.ttl + self.config.stale_if_error => {
-                        self.stats.stale_serves.fetch_add(1, Relaxed);
-                        Ok(Snapshot { flags: flags.clone(), stale: true })
-                    }
-                    _ => Err(message),
-                }
-            }
-        }
-    }
-
     /// The answer for `key` if the cache can give one without the store.
     fn lookup(&self, entries: &mut Entries, key: &str, now: SystemTime) -> Option<Cached> {
-        let tally = &mut entries.tally;
-        let Some(entry) = entries.lru.get(key) else {
-            tally.misses += 1;
-            return None;
-        };
-        let answer = match &entry.flag {
-            Some(flag) if now < entry.fetched + self.config.ttl => Cached::Fresh(flag.clone()),
-            None if now < entry.fetched + self.config.negative_ttl => Cached::NotFound,
-            Some(flag) if self.servable_stale(entry, now) && self.backing_off(now).is_some() => {
-                tally.stale += 1;
-                return Some(Cached::Stale(flag.clone()));
+        let answer = match entries.get(key) {
+            Known::Flag(entry) if now < entry.fetched + self.config.ttl => Some(Cached::Fresh(entry.flag.clone())),
+            Known::Flag(entry) if self.servable_stale(entry, now) && self.backing_off(now).is_some() => {
+                let flag = entry.flag.clone();
+                entries.tally.stale += 1;
+                return Some(Cached::Stale(flag));
             }
-            _ => {
-                tally.misses += 1;
-                return None;
-            }
+            Known::Missing(at) if now < at + self.config.negative_ttl => Some(Cached::NotFound),
+            Known::Flag(_) | Known::Missing(_) | Known::Unknown => None,
         };
-        tally.hits += 1;
-        Some(answer)
+        match answer {
+            Some(_) => entries.tally.hits += 1,
+            None => entries.tally.misses += 1,
+        }
+        answer
     }
 
     /// Looks up every key under one lock.
@@ -418,6 +305,11 @@ impl FlagCache {
     /// Calls the store unless it failed within [`ERROR_BACKOFF`] — then fails at once with
     /// that error, so a dead or hanging store costs one call per second, not one per
     /// request. Counts reads and errors; a failure starts the backoff, a success ends it.
+    ///
+    /// The backoff runs from when the failure is known: `now` (the request's clock
+    /// reading) plus how long the call took. Measured from `now` alone, a call that took
+    /// as long as the backoff to time out would leave a backoff that had already ended,
+    /// and every request would wait on the hanging store in turn.
     async fn call_store<T>(
         &self,
         what: &'static str,
@@ -429,6 +321,8 @@ impl FlagCache {
             return Err(why);
         }
         self.stats.store_reads.fetch_add(1, Relaxed);
+        // tokio's clock, so tests with paused time see a hanging call take its time.
+        let started = tokio::time::Instant::now();
         match call.await {
             Ok(value) => {
                 *lock(&self.backoff) = None;
@@ -436,9 +330,10 @@ impl FlagCache {
             }
             Err(error) => {
                 self.stats.store_errors.fetch_add(1, Relaxed);
-                tracing::warn!(error = %error, keys, "flag store {what} failed; backing off for {ERROR_BACKOFF:?}");
+                let took = started.elapsed();
+                tracing::warn!(error = %error, keys, took_ms = took.as_millis(), "flag store {what} failed; backing off for {ERROR_BACKOFF:?}");
                 let why: Arc<str> = Arc::from(error.to_string());
-                *lock(&self.backoff) = Some((now + ERROR_BACKOFF, why.clone()));
+                *lock(&self.backoff) = Some((now + took + ERROR_BACKOFF, why.clone()));
                 Err(why)
             }
         }
@@ -447,11 +342,8 @@ impl FlagCache {
     fn insert_all(&self, flags: impl Iterator<Item = (Box<str>, Option<Arc<CompiledFlag>>)>, now: SystemTime) {
         let mut entries = lock(&self.entries);
         for (key, flag) in flags {
-            let entry = Entry { flag, fetched: now };
-            if let Some((old_key, _)) = entries.lru.push(key.clone(), entry) {
-                if old_key != key {
-                    self.stats.evictions.fetch_add(1, Relaxed);
-                }
+            if entries.insert(key, flag, now) {
+                self.stats.evictions.fetch_add(1, Relaxed);
             }
         }
     }
@@ -463,42 +355,17 @@ impl FlagCache {
                 Some(Some(flag)) => Cached::Fresh(flag.clone()),
                 _ => Cached::NotFound,
             },
-            Err(message) => {
+            Err(_) => {
                 let entries = lock(&self.entries);
-                match entries.lru.peek(key) {
-                    Some(entry @ Entry { flag: Some(flag), .. }) if self.servable_stale(entry, now) => {
+                match entries.peek_flag(key) {
+                    Some(entry) if self.servable_stale(entry, now) => {
                         self.stats.stale_serves.fetch_add(1, Relaxed);
-                        Cached::Stale(flag.clone())
+                        Cached::Stale(entry.flag.clone())
                     }
-                    _ => Cached::Unavailable(message),
+                    _ => Cached::Unavailable,
                 }
             }
         }
-    }
-
-    /// Loads, round by round, every flag the resolved flags name as prerequisites.
-    /// `None` when no flag has prerequisites (the common case: nothing to build).
-    async fn load_prerequisites(&self, requested: &[(&str, Cached)], now: SystemTime) -> Option<Prerequisites> {
-        if !requested.iter().any(|(_, c)| c.flag().is_some_and(|f| f.has_prerequisites())) {
-            return None;
-        }
-        let mut known: HashMap<Box<str>, Cached> =
-            requested.iter().map(|(key, cached)| (Box::from(*key), cached.clone())).collect();
-        let mut frontier: Vec<Arc<CompiledFlag>> = requested.iter().filter_map(|(_, c)| c.flag().cloned()).collect();
-        for _ in 0..PREREQUISITE_ROUNDS {
-            let mut wanted: Vec<&str> = frontier.iter().flat_map(|f| f.prerequisite_keys()).collect();
-            wanted.sort_unstable();
-            wanted.dedup();
-            wanted.retain(|k| !known.contains_key(*k));
-            if wanted.is_empty() {
-                break;
-            }
-            let next: Vec<(Box<str>, Cached)> =
-                self.lookup_or_fetch(&wanted, now).await.into_iter().map(|(k, c)| (Box::from(k), c)).collect();
-            frontier = next.iter().filter_map(|(_, c)| c.flag().cloned()).collect();
-            known.extend(next);
-        }
-        Some(Prerequisites::new(known))
     }
 }
 
@@ -520,83 +387,6 @@ impl Drop for ClearFlights<'_> {
         for key in self.keys {
             flights.remove(key);
         }
-    }
-}
-
-struct ClearScanFlight<'a>(&'a FlagCache);
-
-impl Drop for ClearScanFlight<'_> {
-    fn drop(&mut self) {
-        lock(&self.0.snapshot).flight = None;
-    }
-}
-
-/// The flags one request asked for, in its order, plus their prerequisites.
-#[derive(Debug)]
-pub struct Resolved<'k> {
-    /// Each requested key (duplicates kept) with what the cache knows about it.
-    pub requested: Vec<(&'k str, Cached)>,
-    /// Every flag reachable through prerequisites; `None` when there are none.
-    prerequisites: Option<Prerequisites>,
-}
-
-impl Resolved<'_> {
-    /// Where the evaluator looks up prerequisite flags.
-    pub fn source(&self) -> &dyn FlagSource {
-        match &self.prerequisites {
-            Some(p) => p,
-            None => &crate::eval::NoFlags,
-        }
-    }
-
-    /// Whether `flag`'s prerequisites (transitively) include one the store could not
-    /// provide, or one served stale: `(unavailable key, any stale)`.
-    pub fn prerequisite_health<'a>(&'a self, flag: &'a CompiledFlag) -> (Option<&'a str>, bool) {
-        match &self.prerequisites {
-            Some(p) => p.health(flag),
-            None => (None, false),
-        }
-    }
-}
-
-/// Flags by key for prerequisite lookups, with their cache status.
-#[derive(Debug)]
-struct Prerequisites {
-    flags: FlagSet,
-    status: HashMap<Box<str>, Cached>,
-}
-
-impl Prerequisites {
-    fn new(status: HashMap<Box<str>, Cached>) -> Self {
-        let flags = FlagSet::new(status.values().filter_map(|c| c.flag().cloned()));
-        Prerequisites { flags, status }
-    }
-
-    fn health<'a>(&'a self, flag: &'a CompiledFlag) -> (Option<&'a str>, bool) {
-        let mut stale = false;
-        let mut stack: Vec<(&str, usize)> = flag.prerequisite_keys().map(|k| (k, 1)).collect();
-        while let Some((key, depth)) = stack.pop() {
-            if depth > PREREQUISITE_ROUNDS {
-                continue; // the evaluator reports the over-deep chain itself
-            }
-            match self.status.get(key) {
-                Some(Cached::Unavailable(_)) => return (Some(key), stale),
-                Some(cached) => {
-                    stale |= cached.is_stale();
-                    if let Some(next) = cached.flag() {
-                        stack.extend(next.prerequisite_keys().map(|k| (k, depth + 1)));
-                    }
-                }
-                None => {}
-            }
-        }
-        (None, stale)
-    }
-}
-
-impl FlagSource for Prerequisites {
-    fn flag(&self, key: &str) -> Option<&CompiledFlag> {
-        self.flags.flag(key)
     }
 }
 

@@ -4,6 +4,9 @@
 //! answered by [`api::handle`], exactly as in Lambda. Events are flushed by a background
 //! task on a short interval and drained on Ctrl-C / SIGTERM.
 //!
+//! Connections are accepted by [`connections`] (hyper's HTTP/1 with timeouts, a
+//! connection cap and a bounded graceful shutdown; see [`ServerLimits`]).
+//!
 //! Performance (`make loadtest`): a flush serialises every buffered event at once, so it
 //! runs on a thread of its own rather than on a runtime worker, where it would stall
 //! every connection that worker serves, and it starts early once a few hundred events
@@ -18,12 +21,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody as _};
-use axum::handler::HandlerWithoutStateExt as _;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::serve::ListenerExt as _;
 
-use crate::api::{self, ApiError, BodyEncoding, Method, Request, Response, MAX_BODY_BYTES};
+use crate::api::{self, BodyEncoding, Method, Request, Response, MAX_BODY_BYTES};
 use crate::app::App;
+
+mod connections;
+
+pub use connections::ServerLimits;
 
 /// How long shutdown may spend sending buffered events.
 const DRAIN_BUDGET: Duration = Duration::from_secs(5);
@@ -35,22 +40,25 @@ pub async fn serve(
     flush_interval: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(app, listener, flush_interval, shutdown, ServerLimits::default()).await
+}
+
+/// [`serve`] with other connection limits (tests use small ones).
+pub async fn serve_with(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    flush_interval: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServerLimits,
+) -> std::io::Result<()> {
     let flusher = Flusher::start(app.clone(), flush_interval)?;
-    let handler_app = app.clone();
-    let service = (move |request: axum::extract::Request| dispatch(handler_app.clone(), request)).into_make_service();
-    let listener = listener.tap_io(|tcp| {
-        // Responses are one write each; never hold one back for Nagle.
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    connections::serve_connections(app.clone(), listener, limits, shutdown).await;
     flusher.stop().await;
     let stats = app.events.drain(DRAIN_BUDGET).await;
     if app.events.enabled() {
         tracing::info!(sent = stats.sent, dropped = stats.dropped, left = stats.buffered, "events drained");
     }
-    served
+    Ok(())
 }
 
 /// The periodic flush, on a dedicated thread driving the server's runtime
@@ -137,19 +145,24 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn dispatch(app: Arc<App>, request: axum::extract::Request) -> axum::response::Response {
+async fn dispatch(app: Arc<App>, request: axum::extract::Request, body_timeout: Duration) -> axum::response::Response {
     let (parts, body) = request.into_parts();
     let body = if body.is_end_stream() {
         axum::body::Bytes::new() // a GET: nothing to collect
     } else {
-        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-            Ok(bytes) => bytes,
-            Err(_) => return into_axum(ApiError::PayloadTooLarge.native()),
+        match tokio::time::timeout(body_timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => return into_axum(api::payload_too_large(parts.uri.path())),
+            Err(_) => {
+                let body = br#"{"error":"the request body did not arrive in time"}"#.to_vec();
+                return into_axum(Response::json(408, body));
+            }
         }
     };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    // A caller's id is kept only if it is a plain token: it is written back in 5xx bodies.
     let request_id = match header("x-request-id") {
-        Some(id) if id.len() <= 128 => id.to_owned(),
+        Some(id) if is_plain_id(id) => id.to_owned(),
         _ => local_request_id(),
     };
     let request = Request {
@@ -162,6 +175,11 @@ async fn dispatch(app: Arc<App>, request: axum::extract::Request) -> axum::respo
         encoding: BodyEncoding::Json,
     };
     into_axum(api::handle(&app, request).await)
+}
+
+/// Up to 128 letters, digits and `-_.:`.
+fn is_plain_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 /// A request id for local runs: process start time and a counter, unique enough to

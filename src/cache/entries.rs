@@ -1,0 +1,96 @@
+//! The cached keys: flags in one LRU, "no such flag" in a second, smaller one.
+//!
+//! Keeping the two apart means a flood of unknown keys (a typo in a client, or a caller
+//! probing) can only push out other unknown keys: the flags in use stay cached, so
+//! they are still there to be served stale if the store then fails (issue 11, item 7).
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use lru::LruCache;
+
+use crate::config::CacheConfig;
+use crate::flag::CompiledFlag;
+
+/// Share of `CACHE_MAX_ENTRIES` the not-found LRU may hold, on top of the flags: a
+/// negative entry is a key and a time (~100 bytes), so this costs little.
+const NEGATIVE_SHARE: usize = 4;
+
+/// One cached flag and when it was read.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub flag: Arc<CompiledFlag>,
+    pub fetched: SystemTime,
+}
+
+/// Lookup counts, kept under the entries lock the lookups hold anyway (no atomic
+/// operation on the hit path).
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub hits: u64,
+    pub misses: u64,
+    pub stale: u64,
+}
+
+/// Both LRUs and the counts of lookups in them, behind one lock.
+#[derive(Debug)]
+pub(super) struct Entries {
+    /// Flags the store has, by key.
+    flags: LruCache<Box<str>, Entry>,
+    /// Keys the store said it does not have, and when.
+    missing: LruCache<Box<str>, SystemTime>,
+    pub tally: Tally,
+}
+
+/// What the entries say about one key, before TTLs and backoff are applied.
+pub(super) enum Known<'a> {
+    Flag(&'a Entry),
+    Missing(SystemTime),
+    Unknown,
+}
+
+impl Entries {
+    /// Room for `config.max_entries` flags and a quarter as many unknown keys.
+    pub fn new(config: &CacheConfig) -> Self {
+        let negative = NonZeroUsize::new(config.max_entries.get() / NEGATIVE_SHARE).unwrap_or(NonZeroUsize::MIN);
+        Entries { flags: LruCache::new(config.max_entries), missing: LruCache::new(negative), tally: Tally::default() }
+    }
+
+    /// What is known about `key`, marking it recently used.
+    pub fn get(&mut self, key: &str) -> Known<'_> {
+        if let Some(entry) = self.flags.get(key) {
+            return Known::Flag(entry);
+        }
+        match self.missing.get(key) {
+            Some(at) => Known::Missing(*at),
+            None => Known::Unknown,
+        }
+    }
+
+    /// The flag cached under `key`, without marking it used.
+    pub fn peek_flag(&self, key: &str) -> Option<&Entry> {
+        self.flags.peek(key)
+    }
+
+    /// Records what the store said about `key`; `true` if another key was evicted to
+    /// make room. A key is in at most one of the two LRUs.
+    pub fn insert(&mut self, key: Box<str>, flag: Option<Arc<CompiledFlag>>, fetched: SystemTime) -> bool {
+        let evicted = match flag {
+            Some(flag) => {
+                self.missing.pop(&key);
+                self.flags.push(key.clone(), Entry { flag, fetched }).map(|(old, _)| old)
+            }
+            None => {
+                self.flags.pop(&key);
+                self.missing.push(key.clone(), fetched).map(|(old, _)| old)
+            }
+        };
+        evicted.is_some_and(|old| old != key)
+    }
+
+    /// Flags and not-found keys held.
+    pub fn len(&self) -> usize {
+        self.flags.len() + self.missing.len()
+    }
+}
