@@ -22,6 +22,8 @@ venv: $(VENV)/.installed
 ## make run — the function as a local server on 127.0.0.1:3000 over examples/flags.json,
 ## events to events.jsonl. No AWS account needed.
 run:
+	@echo "== why does a user get what they get? (README: Managing flags)"
+	@echo "   cargo run -q --bin flagctl -- explain pricing-page --user user-2003 --context '{\"locale\":\"en-GB\"}' --file examples/flags.json"
 	FLAGS_FILE=$${FLAGS_FILE:-examples/flags.json} EVENTS_FILE=$${EVENTS_FILE:-events.jsonl} $(CARGO) run --bin flagfn
 
 ## make test — everything, on a fresh machine: installs its tools, then unit, property,

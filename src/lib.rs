@@ -18,6 +18,7 @@
 //! - [`lambda`] — function URL and direct-invoke events, the runtime loop, and the
 //!   internal extension that flushes events after each response.
 //! - [`server`] — the same routes as a local HTTP server (`make run`).
+//! - [`ctl`] — `flagctl`, the safe write path: validate, diff, apply, audit, explain.
 #![deny(missing_docs)]
 
 pub mod api;
@@ -25,6 +26,7 @@ pub mod app;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod ctl;
 pub mod eval;
 pub mod flag;
 pub mod lambda;

@@ -10,9 +10,11 @@ mod graph;
 mod result;
 mod rules;
 mod source;
+mod trace;
 
 pub use result::{ErrorCode, EvalError, Evaluation, FlagValue, Reason};
 pub use source::{FlagSet, FlagSource, NoFlags};
+pub use trace::{NoTrace, Trace};
 
 use serde_json::{Map, Value};
 
@@ -32,18 +34,29 @@ pub struct EvalInput<'c> {
 
 /// Evaluates flags for one user and context, sharing both across many flags and
 /// memoising prerequisite outcomes within the call (a batch is one `Evaluator`).
-pub struct Evaluator<'a, 'c, S: ?Sized> {
+///
+/// `T` observes the decisions ([`Trace`], for `flagctl explain`); the default,
+/// [`NoTrace`], compiles away.
+pub struct Evaluator<'a, 'c, S: ?Sized, T: Trace = NoTrace> {
     input: EvalInput<'c>,
     source: &'a S,
     /// Prerequisite key → (enabled, variant), for outcomes that do not depend on the
     /// chain they were reached through. Batches have few prerequisites: a Vec is fastest.
     memo: Vec<(&'a str, bool, Option<&'a str>)>,
+    trace: T,
 }
 
 impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
     /// An evaluator for `input`; prerequisites are looked up in `source`.
     pub fn new(input: EvalInput<'c>, source: &'a S) -> Self {
-        Evaluator { input, source, memo: Vec::new() }
+        Evaluator { input, source, memo: Vec::new(), trace: NoTrace }
+    }
+}
+
+impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
+    /// An evaluator that reports its decisions to `trace` (see [`Trace`]).
+    pub fn with_trace(input: EvalInput<'c>, source: &'a S, trace: T) -> Self {
+        Evaluator { input, source, memo: Vec::new(), trace }
     }
 
     /// Evaluates the flag stored under `key` in the source (or `flag_not_found`).
@@ -105,12 +118,14 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
                 return self.serve(body, &body.targets[i], Reason::TargetMatch, out);
             }
         }
-        if let Some(rule) = body.rules.iter().find(|r| rules::all_match(&r.clauses, context, self.input.now)) {
+        if let Some(rule) =
+            body.rules.iter().find(|r| rules::all_match(&r.clauses, context, self.input.now, &self.trace))
+        {
             return self.serve(body, &rule.serve, Reason::RuleMatch, out);
         }
         if !body.targeting_rules.is_empty() {
             // Python: a non-empty rule list never matches an empty or absent context.
-            if context.is_empty() || !rules::all_match(&body.targeting_rules, context, self.input.now) {
+            if context.is_empty() || !rules::all_match(&body.targeting_rules, context, self.input.now, &self.trace) {
                 out.reason = Reason::TargetingRulesNotMet;
                 return Ok(());
             }
@@ -199,10 +214,15 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
     fn hash(&self, body: &FlagBody, suffix: &[u8]) -> Result<u32, EvalError<'a>> {
         if let Some(attribute) = &body.bucket_by {
             if let Some(id) = self.input.context.get(&**attribute).and_then(BucketId::of) {
-                return Ok(bucket::hash(id.as_str(), suffix));
+                let h = bucket::hash(id.as_str(), suffix);
+                self.trace.hash(id.as_str(), suffix, h);
+                return Ok(h);
             }
         }
-        Ok(bucket::hash(self.user_id()?, suffix))
+        let id = self.user_id()?;
+        let h = bucket::hash(id, suffix);
+        self.trace.hash(id, suffix, h);
+        Ok(h)
     }
 
     /// The id hashed for buckets: the `bucket_by` attribute's string form, else the user id.

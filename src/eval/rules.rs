@@ -8,11 +8,16 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Number, Value};
 
+use super::Trace;
 use crate::flag::{parse_semver, parse_time, Clause, Membership, Num, Operator, Ordinal};
 
-/// Whether every clause matches (an empty list matches).
-pub(crate) fn all_match(clauses: &[Clause], context: &Map<String, Value>, now: f64) -> bool {
-    clauses.iter().all(|c| clause_matches(c, context, now))
+/// Whether every clause matches (an empty list matches); each verdict is told to `trace`.
+pub(crate) fn all_match(clauses: &[Clause], context: &Map<String, Value>, now: f64, trace: &impl Trace) -> bool {
+    clauses.iter().all(|c| {
+        let matched = clause_matches(c, context, now);
+        trace.clause(c, matched);
+        matched
+    })
 }
 
 /// One clause. A missing (or `null`) attribute never matches, negated or not, except
