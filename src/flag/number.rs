@@ -48,6 +48,11 @@ impl Num {
 
 /// `i` against `f`, exactly (not `i as f64`, which rounds above 2^53).
 fn int_cmp_float(i: i128, f: f64) -> Option<Ordering> {
+    // Every integer up to 2^53 converts to f64 exactly: the common case, one compare.
+    const EXACT: i128 = 1 << 53;
+    if (-EXACT..=EXACT).contains(&i) {
+        return (i as f64).partial_cmp(&f);
+    }
     if f.is_nan() {
         return None;
     }
