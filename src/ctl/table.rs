@@ -242,7 +242,7 @@ fn stored(item: Item) -> Result<(String, StoredFlag), CtlError> {
         _ => return Err(CtlError::input("table", "key", "an item has no string `key`; fix or delete it by hand")),
     };
     let version_attr = item.get("version").cloned();
-    if !item.values().all(is_known) {
+    if !item.values().all(crate::store::is_known_attribute) {
         return Err(unreadable("flag", &key, "an attribute type this build does not know"));
     }
     let value: Value = serde_dynamo::from_item(item).map_err(|e| unreadable("flag", &key, e))?;
@@ -264,22 +264,4 @@ fn whole(value: &Value) -> Option<u64> {
 
 fn unreadable(what: &str, key: &str, err: impl std::fmt::Display) -> CtlError {
     CtlError::input("table", key, format!("the {what} item cannot be read: {err}; fix it by hand"))
-}
-
-/// Whether `value` (recursively) uses only attribute types serde_dynamo handles (it
-/// treats others as unreachable, a panic).
-fn is_known(value: &AttributeValue) -> bool {
-    match value {
-        AttributeValue::L(list) => list.iter().all(is_known),
-        AttributeValue::M(map) => map.values().all(is_known),
-        AttributeValue::S(_)
-        | AttributeValue::N(_)
-        | AttributeValue::B(_)
-        | AttributeValue::Bool(_)
-        | AttributeValue::Null(_)
-        | AttributeValue::Ss(_)
-        | AttributeValue::Ns(_)
-        | AttributeValue::Bs(_) => true,
-        _ => false,
-    }
 }

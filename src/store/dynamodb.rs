@@ -229,8 +229,9 @@ fn item_to_json(item: Item) -> Result<Value, String> {
     serde_dynamo::from_item(item).map_err(|err| format!("item cannot be read as a flag document: {err}"))
 }
 
-/// Whether `value` (recursively) uses only the attribute types serde_dynamo handles.
-fn is_known(value: &AttributeValue) -> bool {
+/// Whether `value` (recursively) uses only the attribute types serde_dynamo handles (it
+/// treats others as unreachable, a panic). Shared with flagctl's table adapter.
+pub(crate) fn is_known(value: &AttributeValue) -> bool {
     match value {
         AttributeValue::L(list) => list.iter().all(is_known),
         AttributeValue::M(map) => map.values().all(is_known),

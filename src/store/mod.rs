@@ -7,6 +7,7 @@ mod dynamodb;
 mod file;
 mod report;
 
+pub(crate) use dynamodb::is_known as is_known_attribute;
 pub use dynamodb::DynamoDbStore;
 pub use file::FileStore;
 pub use report::lenient_reads;
