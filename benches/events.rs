@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use flagfn::app::{App, Subject};
+use flagfn::app::App;
 use flagfn::clock::Clock;
-use flagfn::sink::pipeline::EventPipeline;
+use flagfn::events::EventPipeline;
+use flagfn::outcome::Subject;
 use serde_json::json;
 use support::{config, mixed_flags, ready, time_with_flushes, MemoryStore, NullSink};
 

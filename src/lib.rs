@@ -7,7 +7,13 @@
 //!   No tokio, no AWS, no I/O: trivial to test and to benchmark.
 //! - [`config`] — `Config::from_env()`, the only reader of the environment (SPEC §8).
 //! - [`store`] — the `FlagStore` port: DynamoDB in Lambda, a JSON file locally.
+//! - [`outcome`] — [`outcome::Outcome`], one evaluation's result, owned, and
+//!   [`outcome::Subject`], who asked. Imports only `flag` and `eval`.
 //! - [`sink`] — the `EventSink` port: Kinesis in Lambda, a JSON-lines file locally.
+//!   Ships bytes only; imports nothing above `store`'s `BoxFuture`.
+//! - [`events`] — the event pipeline (SPEC §7): the bounded buffer filled on the request
+//!   path, the records, and the flush after the response. Imports `outcome`, `sink`,
+//!   `config`; never `app`.
 //! - [`cache`] — the warm LRU + TTL cache of compiled flags in front of the store:
 //!   single-flight misses, negative entries, stale-if-error.
 //! - [`clock`] — time, read once per request and injectable for tests.
@@ -28,8 +34,10 @@ pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod eval;
+pub mod events;
 pub mod flag;
 pub mod lambda;
+pub mod outcome;
 pub mod server;
 pub mod sink;
 pub mod store;

@@ -92,7 +92,7 @@ pub fn config() -> flagfn::config::Config {
 /// oldest events — the overload path, not the normal one.
 pub fn time_with_flushes(
     iters: u64,
-    events: &flagfn::sink::pipeline::EventPipeline,
+    events: &flagfn::events::EventPipeline,
     mut run: impl FnMut(),
 ) -> std::time::Duration {
     let mut total = std::time::Duration::ZERO;

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::ApiError;
-use crate::app::Subject;
 use crate::flag::MAX_KEY_BYTES;
+use crate::outcome::Subject;
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

@@ -7,8 +7,9 @@ use serde::Serialize;
 use super::encode::{field, Writer};
 use super::input::{check_flag_key, legacy_params, parse_body, subject, NativeBody};
 use super::{ApiError, BodyEncoding, Request, Response};
-use crate::app::{App, Outcome};
+use crate::app::App;
 use crate::eval::{ErrorCode, FlagValue};
+use crate::outcome::Outcome;
 
 /// One flag's result, in the Python service's shape (field order as Python wrote it).
 struct NativeResult<'a> {
@@ -41,12 +42,12 @@ impl<'a> NativeResult<'a> {
         NativeResult {
             user_id,
             flag_key: outcome.key(),
-            flag_id: outcome.flag.as_deref().map(|f| f.flag_id()),
+            flag_id: outcome.flag().map(|f| f.flag_id()),
             enabled: outcome.enabled,
             reason: outcome.reason.as_str(),
             variant: view.variant_key(),
             value: view.value(),
-            version: outcome.flag.as_deref().map(|f| f.version()),
+            version: outcome.flag().map(|f| f.version()),
             rule_id: view.rule_id,
             stale: outcome.stale,
             error_code: error.map(|(code, _)| code.as_str()),
@@ -140,13 +141,10 @@ async fn evaluate(
             Ok(subject) => subject,
             Err(error) => return error.native(),
         };
-    let outcomes = app.evaluate_keys(&subject, &[&flag_key]).await;
-    let Some(outcome) = outcomes.first() else {
-        return ApiError::Unavailable("no evaluation was produced".into()).native();
-    };
+    let outcome = app.evaluate_one(&subject, &flag_key).await;
     match &outcome.error {
         None => {
-            written(request.encoding, 256, |w| NativeResult::new(subject.user_id.as_deref(), outcome, false).write(w))
+            written(request.encoding, 256, |w| NativeResult::new(subject.user_id.as_deref(), &outcome, false).write(w))
         }
         Some((ErrorCode::FlagNotFound, _)) => ApiError::FlagNotFound(flag_key).native(),
         Some((ErrorCode::TargetingKeyMissing, message)) => ApiError::TargetingKeyMissing(message.to_string()).native(),

@@ -8,8 +8,9 @@ use super::error::{ofrep_status, OfrepError};
 use super::input::{check_flag_key, ofrep_subject, parse_body, OfrepBody};
 use super::native::json;
 use super::{ApiError, BodyEncoding, Request, Response};
-use crate::app::{App, Outcome, Subject};
+use crate::app::App;
 use crate::eval::{FlagValue, Reason};
+use crate::outcome::{Outcome, Subject};
 
 /// `evaluationSuccess`: `value` is omitted when the user gets no variant, so the SDK's
 /// code default applies (protocol ADR 0006).
@@ -90,12 +91,9 @@ pub async fn evaluate_one(app: &App, request: &Request<'_>, raw_key: &str) -> Re
         Ok(subject) => subject,
         Err(error) => return error.ofrep(Some(&key)),
     };
-    let outcomes = app.evaluate_keys(&subject, &[&key]).await;
-    let Some(outcome) = outcomes.first() else {
-        return ApiError::Unavailable("no evaluation was produced".into()).ofrep(Some(&key));
-    };
+    let outcome = app.evaluate_one(&subject, &key).await;
     let status = outcome.error_code().map_or(200, ofrep_status);
-    json(request.encoding, status, &Item::new(outcome))
+    json(request.encoding, status, &Item::new(&outcome))
 }
 
 /// Bulk evaluation of every flag, with an `ETag` over the evaluated results.

@@ -1,14 +1,11 @@
 //! Where evaluation events go: the `EventSink` port and its adapters.
 //!
 //! The sink only ships bytes. Buffering, batching to the sink's limits, sampling,
-//! summaries and retries live above it (in the event pipeline), so every sink gets them
+//! summaries and retries live above it (in [`crate::events`]), so every sink gets them
 //! and they can be tested without AWS. `PutRecordsRequestEntry` never leaves `kinesis.rs`.
 
-mod buffer;
-mod event;
 mod file;
 mod kinesis;
-pub mod pipeline;
 
 pub use file::FileSink;
 pub use kinesis::KinesisSink;

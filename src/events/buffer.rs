@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::event::Entry;
+use super::record::Entry;
 
 /// Totals over every entry held.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The evaluation event (SPEC §7) and everything about turning recorded evaluations
 //! into records: the Python schema, per-window summaries, sampling, partition keys, and
 //! what a recorded event costs in memory (the buffer is bounded in bytes).
-//! Kept apart from the buffering and sending in `pipeline.rs`.
+//! Kept apart from the buffering and sending in `events/mod.rs`.
 //!
 //! A request's context is serialized at most once, the first time one of its events is
 //! turned into a record ([`RequestPart::prepared`]), and that one serialization is copied
@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::EventRecord;
-use crate::app::Outcome;
+use crate::outcome::Outcome;
+use crate::sink::EventRecord;
 
 /// Kinesis partition keys are at most 256 characters.
 pub(super) const MAX_PARTITION_KEY_CHARS: usize = 256;

@@ -20,11 +20,11 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::buffer::Buffer;
-use super::event::{sampled_in, summaries, Entry, Pending, RequestPart};
-use super::EventSink;
-use crate::app::{Outcome, Subject};
 use crate::config::EventsConfig;
+use crate::outcome::{Outcome, Subject};
+use crate::sink::EventSink;
+use buffer::Buffer;
+use record::{sampled_in, summaries, Entry, Pending, RequestPart};
 
 /// Most send attempts for a record within one flush before it waits for the next flush.
 const MAX_ATTEMPTS: u32 = 4;
@@ -364,6 +364,8 @@ impl EventPipeline {
     }
 }
 
+mod buffer;
+mod record;
 mod send;
 use send::Sent;
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::record::Entry;
 use super::{lock, EventPipeline, BACKOFF_BASE, BACKOFF_CAP, MAX_ATTEMPTS};
-use crate::sink::event::Entry;
 use crate::sink::{EventRecord, EventSink, FailedRecord, SinkLimits};
 
 /// How one batch went.

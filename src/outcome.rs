@@ -1,0 +1,156 @@
+//! What one evaluation produced, owned: [`Outcome`] (an `Arc` of the flag plus a few
+//! indices, cheap to hand to the renderers and to the event buffer without copying
+//! strings) and [`Subject`], who asked.
+//!
+//! Imports only `flag` and `eval`, so both the app (which makes outcomes) and the event
+//! pipeline (which records them) sit above it.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::eval::{ErrorCode, EvalError, Evaluation, Reason};
+use crate::flag::CompiledFlag;
+
+/// Who is asking: the parts of a request every evaluation in it shares.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The user id (`targetingKey`); `None` when the caller sent none.
+    pub user_id: Option<Arc<str>>,
+    /// The evaluation context, shared with the event buffer without a copy.
+    pub context: Arc<Map<String, Value>>,
+    /// Request id for events (the Lambda request id, or one made up locally).
+    pub request_id: Arc<str>,
+}
+
+/// One flag's result, owned and cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The flag evaluated, or the key asked for when there was none.
+    subject_flag: OutcomeFlag,
+    /// Whether the flag is on for the user.
+    pub enabled: bool,
+    /// The native reason.
+    pub reason: Reason,
+    /// Index of the variant served.
+    variant: Option<usize>,
+    /// What decided: a `targets` entry, or the rule at an index.
+    decided_by: Option<DecidedBy>,
+    /// The error, if the evaluation failed.
+    pub error: Option<(ErrorCode, Box<str>)>,
+    /// Served from a stale cache entry while the store is failing.
+    pub stale: bool,
+    /// `targeting_rules` matched on the way (for the OFREP reason).
+    pub targeting_matched: bool,
+    /// A hash (rollout or split) decided (for the OFREP reason).
+    pub bucketed: bool,
+}
+
+/// The flag an outcome is about: either the flag itself (also when malformed), or only
+/// the key asked for when it is unknown or could not be read. Never neither.
+#[derive(Debug, Clone)]
+enum OutcomeFlag {
+    Known(Arc<CompiledFlag>),
+    Missing(Box<str>),
+}
+
+impl OutcomeFlag {
+    fn new(flag: Option<Arc<CompiledFlag>>, key: &str) -> Self {
+        match flag {
+            Some(flag) => OutcomeFlag::Known(flag),
+            None => OutcomeFlag::Missing(Box::from(key)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DecidedBy {
+    Target,
+    Rule(usize),
+}
+
+impl Outcome {
+    /// Keeps an evaluation of `flag` (or of an unknown key) as indices.
+    pub(crate) fn from_evaluation(
+        flag: Option<&Arc<CompiledFlag>>,
+        key: &str,
+        e: &Evaluation<'_>,
+        stale: bool,
+    ) -> Self {
+        let body = flag.and_then(|f| f.body().ok());
+        let decided_by = match (e.reason, e.rule_id, body) {
+            (Reason::TargetMatch, _, _) => Some(DecidedBy::Target),
+            (Reason::RuleMatch, Some(id), Some(body)) => body.rule_index(id).map(DecidedBy::Rule),
+            _ => None,
+        };
+        Outcome {
+            subject_flag: OutcomeFlag::new(flag.cloned(), key),
+            enabled: e.enabled,
+            reason: e.reason,
+            variant: e.variant.and_then(|v| body.and_then(|b| b.variant_index(v))),
+            decided_by,
+            error: e.error.as_ref().map(|err| (err.code, Box::from(&*err.message))),
+            stale,
+            targeting_matched: e.targeting_matched,
+            bucketed: e.bucketed,
+        }
+    }
+
+    /// A failed evaluation with `code` and `message`.
+    pub fn failed(flag: Option<Arc<CompiledFlag>>, key: &str, code: ErrorCode, message: String) -> Self {
+        Outcome {
+            subject_flag: OutcomeFlag::new(flag, key),
+            enabled: false,
+            reason: Reason::Error,
+            variant: None,
+            decided_by: None,
+            error: Some((code, message.into())),
+            stale: false,
+            targeting_matched: false,
+            bucketed: false,
+        }
+    }
+
+    /// The flag key.
+    pub fn key(&self) -> &str {
+        match &self.subject_flag {
+            OutcomeFlag::Known(flag) => flag.key(),
+            OutcomeFlag::Missing(key) => key,
+        }
+    }
+
+    /// The flag (also when malformed); `None` when it is unknown or could not be read.
+    pub fn flag(&self) -> Option<&Arc<CompiledFlag>> {
+        match &self.subject_flag {
+            OutcomeFlag::Known(flag) => Some(flag),
+            OutcomeFlag::Missing(_) => None,
+        }
+    }
+
+    /// The error code, if the evaluation failed.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        self.error.as_ref().map(|(code, _)| *code)
+    }
+
+    /// The evaluation again, borrowed: the one place that knows how to map a result to
+    /// OFREP values and variants ([`Evaluation::value`]) is reused, not duplicated.
+    pub fn view(&self) -> Evaluation<'_> {
+        let flag = self.flag().map(|f| &**f);
+        let body = flag.and_then(|f| f.body().ok());
+        Evaluation {
+            key: self.key(),
+            flag,
+            enabled: self.enabled,
+            reason: self.reason,
+            variant: self.variant.and_then(|i| body.and_then(|b| b.variants().get(i))),
+            rule_id: match self.decided_by {
+                Some(DecidedBy::Target) => Some("target"),
+                Some(DecidedBy::Rule(i)) => body.and_then(|b| b.rule_id(i)),
+                None => None,
+            },
+            error: self.error.as_ref().map(|(code, message)| EvalError::new(*code, &**message)),
+            targeting_matched: self.targeting_matched,
+            bucketed: self.bucketed,
+        }
+    }
+}
