@@ -40,6 +40,22 @@ impl App {
         }
     }
 
+    /// Whether anything must run after each response ([`App::after_response`]); when
+    /// not, Lambda runs no extension at all.
+    pub fn has_after_response_work(&self) -> bool {
+        self.events.enabled()
+    }
+
+    /// The after-response phase: in Lambda, run by the internal extension once the
+    /// response has been posted and before the environment may freeze. Nothing here is on
+    /// any request's path. Today: the event flush, when one is due (issue 16).
+    pub async fn after_response(&self) {
+        if self.events.flush_due(self.clock.wall()) {
+            let report = self.events.flush().await;
+            tracing::debug!(sent = report.sent, kept = report.kept, "events flushed after the response");
+        }
+    }
+
     /// Evaluates one flag for `subject` and records its event: the single-flag routes.
     pub async fn evaluate_one(&self, subject: &Subject, key: &str) -> Outcome {
         // One clock reading per request: evaluation, cache TTLs and events share it.

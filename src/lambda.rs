@@ -186,8 +186,11 @@ fn url_response_base64(response: &Response) -> String {
 /// Runs the Lambda loop until the environment shuts down.
 pub async fn run(app: Arc<App>) -> Result<(), lambda_runtime::Error> {
     let responded = Arc::new(Notify::new());
-    let extension =
-        if app.events.enabled() { Some(register_flush_extension(app.clone(), responded.clone()).await?) } else { None };
+    let extension = if app.has_after_response_work() {
+        Some(register_flush_extension(app.clone(), responded.clone()).await?)
+    } else {
+        None
+    };
     spawn_shutdown_drain(app.clone());
     let handler = lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Box<RawValue>>| {
         let app = app.clone();
@@ -240,10 +243,7 @@ async fn register_flush_extension(
         let (app, responded) = (app.clone(), responded.clone());
         async move {
             responded.notified().await;
-            if app.events.flush_due(app.clock.wall()) {
-                let report = app.events.flush().await;
-                tracing::debug!(sent = report.sent, kept = report.kept, "events flushed after the response");
-            }
+            app.after_response().await;
             Ok::<(), lambda_extension::Error>(())
         }
     });
