@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CARGO  ?= cargo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-rust test-template test-events test-rie test-interop bench loadtest lint build venv clean
+.PHONY: run test test-rust test-template test-events test-rie rie-release test-interop bench loadtest lint build venv clean
 
 # Project-local Python tools (moto, cargo-lambda, cfn-lint, SAM CLI, the OpenFeature SDK),
 # pinned in scripts/requirements.txt. Git-ignored; rebuilt when the requirements change.
@@ -48,6 +48,13 @@ test-events: venv test-rust
 ## Kinesis; prints INIT REPORT and the median billed Duration.
 test-rie: venv test-rust
 	$(PY) scripts/rie_events.py --binary target/debug/flagfn
+
+## The release bootstrap, stripped, under aws-lambda-rie (the figure Lambda bills; README
+## "Amortized flush"). Not part of `make test`: a release build takes 5–20 minutes here.
+rie-release: venv
+	$(CARGO) build --release --bin flagfn
+	mkdir -p target/rie && cp target/release/flagfn target/rie/bootstrap && strip target/rie/bootstrap
+	$(PY) scripts/rie_events.py --binary target/rie/bootstrap --rounds 10
 
 test-interop: venv test-rust
 	$(PY) tests/interop/test_ofrep.py --binary target/debug/flagfn
