@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bucket;
 pub mod cache;
 pub mod clock;
 pub mod config;

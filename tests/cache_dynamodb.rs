@@ -20,9 +20,9 @@ use common::moto::{unique_name, Moto};
 use common::proxy::Proxy;
 use flagfn::api::{handle, BodyEncoding, Method, Request};
 use flagfn::app::App;
+use flagfn::bucket;
 use flagfn::cache::{CacheStats, ERROR_BACKOFF};
 use flagfn::clock::Clock;
-use flagfn::eval::bucket;
 use serde_json::{json, Value};
 
 const GET_ITEM: &str = "DynamoDB_20120810.GetItem";

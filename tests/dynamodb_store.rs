@@ -14,7 +14,8 @@ use common::dynamo::{client, create_table, put_flags, seed_with_boto3, Operation
 use common::moto::shared_moto;
 use common::moto::{unique_name, Moto};
 use common::proxy::Proxy;
-use flagfn::eval::{bucket, EvalInput, Evaluator, FlagSet, NoFlags};
+use flagfn::bucket;
+use flagfn::eval::{EvalInput, Evaluator, FlagSet, NoFlags};
 use flagfn::flag::CompiledFlag;
 use flagfn::store::{DynamoDbStore, FlagStore, StoreError};
 use serde_json::{json, Map, Value};

@@ -2,7 +2,8 @@
 //! the Python formulas (hashlib + struct), so the Rust bucketing and decision order are
 //! checked against an implementation that shares no code with them.
 
-use flagfn::eval::{bucket, EvalInput, Evaluator, NoFlags};
+use flagfn::bucket;
+use flagfn::eval::{EvalInput, Evaluator, NoFlags};
 use flagfn::flag::CompiledFlag;
 use serde_json::{json, Map, Value};
 

@@ -1,6 +1,7 @@
 //! Property tests of the evaluator and loader.
 
-use flagfn::eval::{bucket, EvalInput, Evaluator, NoFlags, Reason};
+use flagfn::bucket;
+use flagfn::eval::{EvalInput, Evaluator, NoFlags, Reason};
 use flagfn::flag::{parse_flags_document, CompiledFlag};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};

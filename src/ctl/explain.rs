@@ -292,7 +292,7 @@ impl Narrator<'_, '_> {
         };
         let hashed = format!("{id}{}", String::from_utf8_lossy(suffix));
         let bucket = h % 100;
-        let admitted = crate::eval::bucket::admits(percentage, h);
+        let admitted = crate::bucket::admits(percentage, h);
         let verdict = if admitted { "in" } else { "out (not_in_rollout)" };
         self.line(format!(
             "{step}: bucket = h({hashed:?}) % 100 = {bucket}; threshold {percentage} → {bucket} < {percentage}? {verdict}"

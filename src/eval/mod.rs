@@ -5,7 +5,6 @@
 //! unknown prerequisite are outcomes ([`Evaluation::error`]), exactly like LaunchDarkly's
 //! `Reason::Error`. Nothing is parsed or formatted on the way; a hash costs one MD5.
 
-pub mod bucket;
 mod graph;
 mod result;
 mod rules;
@@ -18,6 +17,7 @@ pub use trace::{NoTrace, Trace};
 
 use serde_json::{Map, Value};
 
+use crate::bucket;
 use crate::flag::{CompiledFlag, FlagBody, Prerequisite, Serve, Variant};
 
 /// Who is asking, with what context, and when.

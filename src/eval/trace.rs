@@ -48,7 +48,8 @@ mod tests {
     use serde_json::{json, Map};
 
     use super::*;
-    use crate::eval::{bucket, EvalInput, Evaluator, NoFlags};
+    use crate::bucket;
+    use crate::eval::{EvalInput, Evaluator, NoFlags};
     use crate::flag::CompiledFlag;
 
     #[derive(Default)]

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::clause::Clause;
 use super::{ClauseDoc, FlagDoc, ServeDoc, VariantDoc, MAX_KEY_BYTES};
-use crate::eval::bucket;
+use crate::bucket;
 
 /// A flag ready to evaluate: identity plus either a compiled body or the reason the
 /// document is malformed.
