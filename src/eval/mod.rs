@@ -7,7 +7,6 @@
 
 mod graph;
 mod result;
-mod rules;
 mod source;
 mod trace;
 
@@ -18,7 +17,7 @@ pub use trace::{NoTrace, Trace};
 use serde_json::{Map, Value};
 
 use crate::bucket;
-use crate::flag::{CompiledFlag, FlagBody, Prerequisite, Serve, Variant};
+use crate::flag::{Clause, CompiledFlag, FlagBody, Prerequisite, Serve, Variant};
 
 /// Who is asking, with what context, and when.
 #[derive(Debug, Clone, Copy)]
@@ -118,14 +117,12 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
                 return self.serve(body, &body.targets[i], Reason::TargetMatch, out);
             }
         }
-        if let Some(rule) =
-            body.rules.iter().find(|r| rules::all_match(&r.clauses, context, self.input.now, &self.trace))
-        {
+        if let Some(rule) = body.rules.iter().find(|r| all_match(&r.clauses, context, self.input.now, &self.trace)) {
             return self.serve(body, &rule.serve, Reason::RuleMatch, out);
         }
         if !body.targeting_rules.is_empty() {
             // Python: a non-empty rule list never matches an empty or absent context.
-            if context.is_empty() || !rules::all_match(&body.targeting_rules, context, self.input.now, &self.trace) {
+            if context.is_empty() || !all_match(&body.targeting_rules, context, self.input.now, &self.trace) {
                 out.reason = Reason::TargetingRulesNotMet;
                 return Ok(());
             }
@@ -295,6 +292,15 @@ impl<'c> BucketId<'c> {
             BucketId::Owned(buf, len) => std::str::from_utf8(&buf[..*len]).unwrap_or_default(),
         }
     }
+}
+
+/// Whether every clause matches (an empty list matches); each verdict is told to `trace`.
+fn all_match(clauses: &[Clause], context: &Map<String, Value>, now: f64, trace: &impl Trace) -> bool {
+    clauses.iter().all(|c| {
+        let matched = c.matches(context, now);
+        trace.clause(c, matched);
+        matched
+    })
 }
 
 #[cfg(test)]

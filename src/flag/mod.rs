@@ -9,11 +9,12 @@
 mod clause;
 mod compile;
 mod number;
+mod operator;
 
-pub(crate) use clause::{parse_semver, parse_time};
-pub use clause::{Clause, Membership, Operator, Ordinal, StrSet};
+pub use clause::Clause;
 pub use compile::{CompiledFlag, FlagBody, Prerequisite, Rule, Serve, Variant};
 pub use number::Num;
+pub use operator::{Membership, Operator, Ordinal, StrSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
