@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backoff;
 pub mod bucket;
 pub mod cache;
 pub mod clock;

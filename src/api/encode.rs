@@ -12,6 +12,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 
+use super::{ApiError, Response};
+
 /// How a response body is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BodyEncoding {
@@ -230,6 +232,27 @@ impl Formatter for InString {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "raw JSON fragment with a control character"));
         }
         writer.write_all(&escaped)
+    }
+}
+
+/// A 200 response whose body (of about `size` bytes) `write` writes in `encoding`.
+pub(super) fn written(
+    encoding: BodyEncoding,
+    size: usize,
+    write: impl FnOnce(&mut Writer<'_>) -> serde_json::Result<()>,
+) -> Response {
+    let mut body = Vec::with_capacity(size);
+    match write(&mut Writer::new(&mut body, encoding)) {
+        Ok(()) => Response { encoding, ..Response::json(200, body) },
+        Err(error) => ApiError::Unavailable(format!("response could not be encoded: {error}")).native(),
+    }
+}
+
+/// A response of `status` whose body is `body` serialized in `encoding`.
+pub(super) fn json(encoding: BodyEncoding, status: u16, body: &impl Serialize) -> Response {
+    match encode_body(body, encoding) {
+        Ok(bytes) => Response { encoding, ..Response::json(status, bytes) },
+        Err(error) => ApiError::Unavailable(format!("response could not be encoded: {error}")).native(),
     }
 }
 

@@ -124,6 +124,19 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A single-flag native route's answer to a failed evaluation of `key`: the legacy
+    /// service's status for each error code (SPEC §4).
+    pub(super) fn from_evaluation(code: ErrorCode, message: &str, key: String) -> Self {
+        match code {
+            ErrorCode::FlagNotFound => ApiError::FlagNotFound(key),
+            ErrorCode::TargetingKeyMissing => ApiError::TargetingKeyMissing(message.to_owned()),
+            ErrorCode::General => ApiError::Unavailable(message.to_owned()),
+            ErrorCode::ParseError | ErrorCode::InvalidContext => ApiError::BadRequest(message.to_owned()),
+        }
+    }
+}
+
 /// An evaluation error's OFREP status.
 pub(super) fn ofrep_status(code: ErrorCode) -> u16 {
     match code {

@@ -129,12 +129,9 @@ pub fn legacy_params(query: &str) -> Result<(String, String), ApiError> {
 /// Checks a flag key the caller named: an empty or over-long key could never exist, and
 /// sending it to DynamoDB would turn a caller's mistake into a store error.
 pub fn check_flag_key(key: &str, field: &str) -> Result<(), ApiError> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(format!(
-            "`{field}` must be 1–{MAX_KEY_BYTES} bytes without control characters"
-        )));
-    }
-    Ok(())
+    crate::flag::check_key(key).map_err(|_| {
+        ApiError::BadRequest(format!("`{field}` must be 1–{MAX_KEY_BYTES} bytes without control characters"))
+    })
 }
 
 /// Builds the request's subject after checking the user id and context limits.
@@ -143,14 +140,22 @@ pub fn subject(
     context: Option<Map<String, Value>>,
     request_id: &str,
 ) -> Result<Subject, ApiError> {
-    if let Some(id) = &user_id {
-        if id.len() > MAX_USER_ID_BYTES {
-            return Err(ApiError::BadRequest(format!("`user_id` is longer than {MAX_USER_ID_BYTES} bytes")));
-        }
-    }
+    check_user_id(user_id.as_deref(), "user_id").map_err(ApiError::BadRequest)?;
     let context = context.unwrap_or_default();
     check_context(&context)?;
-    Ok(Subject { user_id: user_id.map(Arc::from), context: Arc::new(context), request_id: Arc::from(request_id) })
+    Ok(new_subject(user_id, context, request_id))
+}
+
+/// A user id within [`MAX_USER_ID_BYTES`]; the message names the field as the caller sent it.
+fn check_user_id(user_id: Option<&str>, field: &str) -> Result<(), String> {
+    match user_id {
+        Some(id) if id.len() > MAX_USER_ID_BYTES => Err(format!("`{field}` is longer than {MAX_USER_ID_BYTES} bytes")),
+        _ => Ok(()),
+    }
+}
+
+fn new_subject(user_id: Option<String>, context: Map<String, Value>, request_id: &str) -> Subject {
+    Subject { user_id: user_id.map(Arc::from), context: Arc::new(context), request_id: Arc::from(request_id) }
 }
 
 /// Depth and size limits on a context.
@@ -192,10 +197,9 @@ pub fn ofrep_subject(body: OfrepBody, request_id: &str) -> Result<Subject, ApiEr
         Some(Value::String(key)) => Some(key.clone()),
         Some(_) => return Err(ApiError::InvalidContext("`context.targetingKey` must be a string".into())),
     };
-    subject(user_id, Some(context), request_id).map_err(|e| match e {
-        ApiError::BadRequest(message) => ApiError::InvalidContext(message.replace("`user_id`", "`targetingKey`")),
-        other => other,
-    })
+    check_user_id(user_id.as_deref(), "targetingKey").map_err(ApiError::InvalidContext)?;
+    check_context(&context)?;
+    Ok(new_subject(user_id, context, request_id))
 }
 
 #[cfg(test)]

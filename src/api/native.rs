@@ -2,11 +2,9 @@
 //! `version`, and `rule_id`/`stale`/`error` when they apply): `GET /evaluate`, `GET /`,
 //! `POST /evaluate`, `POST /batch_evaluate`.
 
-use serde::Serialize;
-
-use super::encode::{field, Writer};
+use super::encode::{field, written, Writer};
 use super::input::{check_flag_key, legacy_params, parse_body, subject, NativeBody};
-use super::{ApiError, BodyEncoding, Request, Response};
+use super::{ApiError, Request, Response};
 use crate::app::App;
 use crate::eval::{ErrorCode, FlagValue};
 use crate::outcome::Outcome;
@@ -146,12 +144,7 @@ async fn evaluate(
         None => {
             written(request.encoding, 256, |w| NativeResult::new(subject.user_id.as_deref(), &outcome, false).write(w))
         }
-        Some((ErrorCode::FlagNotFound, _)) => ApiError::FlagNotFound(flag_key).native(),
-        Some((ErrorCode::TargetingKeyMissing, message)) => ApiError::TargetingKeyMissing(message.to_string()).native(),
-        Some((ErrorCode::General, message)) => ApiError::Unavailable(message.to_string()).native(),
-        Some((ErrorCode::ParseError | ErrorCode::InvalidContext, message)) => {
-            ApiError::BadRequest(message.to_string()).native()
-        }
+        Some((code, message)) => ApiError::from_evaluation(*code, message, flag_key).native(),
     }
 }
 
@@ -219,24 +212,4 @@ fn write_batch(w: &mut Writer<'_>, user_id: Option<&str>, outcomes: &[Outcome]) 
     }
     w.raw("}}");
     Ok(())
-}
-
-/// A 200 response whose body (of about `size` bytes) `write` writes in `encoding`.
-fn written(
-    encoding: BodyEncoding,
-    size: usize,
-    write: impl FnOnce(&mut Writer<'_>) -> serde_json::Result<()>,
-) -> Response {
-    let mut body = Vec::with_capacity(size);
-    match write(&mut Writer::new(&mut body, encoding)) {
-        Ok(()) => Response { encoding, ..Response::json(200, body) },
-        Err(error) => ApiError::Unavailable(format!("response could not be encoded: {error}")).native(),
-    }
-}
-
-pub(super) fn json(encoding: BodyEncoding, status: u16, body: &impl Serialize) -> Response {
-    match super::encode_body(body, encoding) {
-        Ok(bytes) => Response { encoding, ..Response::json(status, bytes) },
-        Err(error) => ApiError::Unavailable(format!("response could not be encoded: {error}")).native(),
-    }
 }

@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
+use super::encode::json;
 use super::error::{ofrep_status, OfrepError};
 use super::input::{check_flag_key, ofrep_subject, parse_body, OfrepBody};
-use super::native::json;
 use super::{ApiError, BodyEncoding, Request, Response};
 use crate::app::App;
 use crate::eval::{FlagValue, Reason};

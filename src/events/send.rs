@@ -140,7 +140,6 @@ fn rejected_indices(len: usize, failed: &[FailedRecord]) -> Vec<bool> {
     rejected
 }
 
-fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE.saturating_mul(1 << attempt.min(16)).min(BACKOFF_CAP);
-    ceiling.mul_f64(fastrand::f64())
+fn backoff(retry: u32) -> Duration {
+    crate::backoff::full_jitter(BACKOFF_BASE, BACKOFF_CAP, retry)
 }

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::clause::Clause;
-use super::{ClauseDoc, FlagDoc, ServeDoc, VariantDoc, MAX_KEY_BYTES};
+use super::{ClauseDoc, FlagDoc, KeyProblem, ServeDoc, VariantDoc, MAX_KEY_BYTES};
 use crate::bucket;
 
 /// A flag ready to evaluate: identity plus either a compiled body or the reason the
@@ -317,13 +317,10 @@ fn compile_body(doc: &FlagDoc, oddities: &mut Vec<String>) -> Result<FlagBody, S
 }
 
 fn check_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(format!("key must be 1–{MAX_KEY_BYTES} bytes, got {}", key.len()));
-    }
-    if key.chars().any(char::is_control) {
-        return Err("key contains a control character".into());
-    }
-    Ok(())
+    super::check_key(key).map_err(|problem| match problem {
+        KeyProblem::Length(len) => format!("key must be 1–{MAX_KEY_BYTES} bytes, got {len}"),
+        KeyProblem::ControlCharacter => "key contains a control character".into(),
+    })
 }
 
 /// The split's variants, and Python's error for allocations that do not sum to 1: Python

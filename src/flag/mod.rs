@@ -22,6 +22,27 @@ use serde_json::Value;
 /// Longest flag key, in bytes (SPEC §1).
 pub const MAX_KEY_BYTES: usize = 256;
 
+/// Why a string cannot be a flag key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProblem {
+    /// Empty or longer than [`MAX_KEY_BYTES`] (the length in bytes).
+    Length(usize),
+    /// Holds a control character.
+    ControlCharacter,
+}
+
+/// The one flag-key check (SPEC §1), used when a flag is compiled and when a caller
+/// names a key: a key that fails it can never exist.
+pub fn check_key(key: &str) -> Result<(), KeyProblem> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(KeyProblem::Length(key.len()));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(KeyProblem::ControlCharacter);
+    }
+    Ok(())
+}
+
 /// Deepest prerequisite chain a flag may have (SPEC §1).
 pub const MAX_PREREQUISITE_DEPTH: usize = 8;
 

@@ -177,12 +177,8 @@ async fn fetch_chunk(client: Client, table: Arc<str>, mut keys: Vec<Item>) -> Re
     Ok(Chunk { flags, unprocessed: keys.len() })
 }
 
-/// Full jitter: a uniform wait in `[0, min(cap, base * 2^(attempt-1))]`, so many
-/// throttled callers spread out instead of retrying in lockstep.
 fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(BACKOFF_CAP);
-    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(fastrand::u64(0..=millis))
+    crate::backoff::full_jitter(BACKOFF_BASE, BACKOFF_CAP, attempt)
 }
 
 /// The primary key of the flag `key`.
