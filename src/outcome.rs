@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::eval::{ErrorCode, EvalError, Evaluation, Reason};
-use crate::flag::CompiledFlag;
+use crate::flag::{CompiledFlag, DecidedBy, Variant};
 
 /// Who is asking: the parts of a request every evaluation in it shares.
 #[derive(Debug, Clone)]
@@ -30,14 +30,12 @@ pub struct Outcome {
     subject_flag: OutcomeFlag,
     /// Whether the flag is on for the user.
     pub enabled: bool,
-    /// The native reason.
-    pub reason: Reason,
+    /// Served with a reason, or failed with an error: one field, so they cannot disagree.
+    verdict: Verdict,
     /// Index of the variant served.
     variant: Option<usize>,
     /// What decided: a `targets` entry, or the rule at an index.
     decided_by: Option<DecidedBy>,
-    /// The error, if the evaluation failed.
-    pub error: Option<(ErrorCode, Box<str>)>,
     /// Served from a stale cache entry while the store is failing.
     pub stale: bool,
     /// `targeting_rules` matched on the way (for the OFREP reason).
@@ -63,10 +61,12 @@ impl OutcomeFlag {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DecidedBy {
-    Target,
-    Rule(usize),
+/// How an evaluation ended. A failure's reason follows from its code
+/// (`FLAG_NOT_FOUND` → `flag_not_found`, anything else → `error`).
+#[derive(Debug, Clone)]
+enum Verdict {
+    Served(Reason),
+    Failed(ErrorCode, Box<str>),
 }
 
 impl Outcome {
@@ -77,19 +77,16 @@ impl Outcome {
         e: &Evaluation<'_>,
         stale: bool,
     ) -> Self {
-        let body = flag.and_then(|f| f.body().ok());
-        let decided_by = match (e.reason, e.rule_id, body) {
-            (Reason::TargetMatch, _, _) => Some(DecidedBy::Target),
-            (Reason::RuleMatch, Some(id), Some(body)) => body.rule_index(id).map(DecidedBy::Rule),
-            _ => None,
+        let verdict = match e.error() {
+            Some(error) => Verdict::Failed(error.code, Box::from(&*error.message)),
+            None => Verdict::Served(e.reason()),
         };
         Outcome {
             subject_flag: OutcomeFlag::new(flag.cloned(), key),
             enabled: e.enabled,
-            reason: e.reason,
-            variant: e.variant.and_then(|v| body.and_then(|b| b.variant_index(v))),
-            decided_by,
-            error: e.error.as_ref().map(|err| (err.code, Box::from(&*err.message))),
+            verdict,
+            variant: e.variant.map(Variant::index),
+            decided_by: e.decided_by,
             stale,
             targeting_matched: e.targeting_matched,
             bucketed: e.bucketed,
@@ -101,10 +98,9 @@ impl Outcome {
         Outcome {
             subject_flag: OutcomeFlag::new(flag, key),
             enabled: false,
-            reason: Reason::Error,
+            verdict: Verdict::Failed(code, message.into()),
             variant: None,
             decided_by: None,
-            error: Some((code, message.into())),
             stale: false,
             targeting_matched: false,
             bucketed: false,
@@ -127,9 +123,26 @@ impl Outcome {
         }
     }
 
+    /// The native reason.
+    pub fn reason(&self) -> Reason {
+        match &self.verdict {
+            Verdict::Served(reason) => *reason,
+            Verdict::Failed(ErrorCode::FlagNotFound, _) => Reason::FlagNotFound,
+            Verdict::Failed(..) => Reason::Error,
+        }
+    }
+
+    /// The error code and message, if the evaluation failed.
+    pub fn error(&self) -> Option<(ErrorCode, &str)> {
+        match &self.verdict {
+            Verdict::Served(_) => None,
+            Verdict::Failed(code, message) => Some((*code, message)),
+        }
+    }
+
     /// The error code, if the evaluation failed.
     pub fn error_code(&self) -> Option<ErrorCode> {
-        self.error.as_ref().map(|(code, _)| *code)
+        self.error().map(|(code, _)| code)
     }
 
     /// The evaluation again, borrowed: the one place that knows how to map a result to
@@ -137,20 +150,15 @@ impl Outcome {
     pub fn view(&self) -> Evaluation<'_> {
         let flag = self.flag().map(|f| &**f);
         let body = flag.and_then(|f| f.body().ok());
-        Evaluation {
-            key: self.key(),
-            flag,
-            enabled: self.enabled,
-            reason: self.reason,
-            variant: self.variant.and_then(|i| body.and_then(|b| b.variants().get(i))),
-            rule_id: match self.decided_by {
-                Some(DecidedBy::Target) => Some("target"),
-                Some(DecidedBy::Rule(i)) => body.and_then(|b| b.rule_id(i)),
-                None => None,
-            },
-            error: self.error.as_ref().map(|(code, message)| EvalError::new(*code, &**message)),
-            targeting_matched: self.targeting_matched,
-            bucketed: self.bucketed,
-        }
+        let mut e = match &self.verdict {
+            Verdict::Served(reason) => Evaluation::served(self.key(), flag, *reason),
+            Verdict::Failed(code, message) => Evaluation::failed(self.key(), flag, EvalError::new(*code, &**message)),
+        };
+        e.enabled = self.enabled;
+        e.variant = self.variant.and_then(|i| body.and_then(|b| b.variants().get(i)));
+        e.decided_by = self.decided_by;
+        e.targeting_matched = self.targeting_matched;
+        e.bucketed = self.bucketed;
+        e
     }
 }

@@ -107,7 +107,7 @@ async fn boto3_items_evaluate_exactly_as_the_python_service_decided() {
         };
         let result = Evaluator::new(input, &NoFlags).evaluate(&flag);
         assert_eq!(result.enabled, case["enabled"], "{case}");
-        assert_eq!(result.reason.as_str(), case["reason"], "{case}");
+        assert_eq!(result.reason().as_str(), case["reason"], "{case}");
         assert_eq!(result.variant_key(), case["variant"].as_str(), "{case}");
     }
 
@@ -123,7 +123,7 @@ async fn boto3_items_evaluate_exactly_as_the_python_service_decided() {
         let point = bucket::variant_point(user, &bucket::variant_suffix("checkout-redesign"));
         let expected = if point < 0.5 { 0 } else { 1 };
         assert!(result.enabled, "{user}");
-        assert_eq!(result.reason.as_str(), "enabled");
+        assert_eq!(result.reason().as_str(), "enabled");
         assert_eq!(result.variant_key(), payloads[expected]["key"].as_str(), "{user}");
         assert_eq!(result.variant.and_then(|v| v.value()), Some(&payloads[expected]["payload"]), "{user}");
         // The prerequisite list survived too: on exactly when `treatment` was served.
@@ -138,18 +138,18 @@ async fn boto3_items_evaluate_exactly_as_the_python_service_decided() {
     ] {
         let input = EvalInput { user_id: Some("user-1"), context: context.as_object().expect("object"), now: 0.0 };
         let result = Evaluator::new(input, &flags).evaluate(checkout);
-        assert_eq!(result.reason.as_str(), "targeting_rules_not_met", "{why}");
+        assert_eq!(result.reason().as_str(), "targeting_rules_not_met", "{why}");
     }
     let kill = flags.get("kill-switch").expect("kill-switch");
     let input = EvalInput { user_id: Some("user-1"), context: &empty, now: 0.0 };
     let result = Evaluator::new(input, &flags).evaluate(kill);
-    assert_eq!((result.enabled, result.reason.as_str(), result.version()), (false, "flag_disabled", 12));
+    assert_eq!((result.enabled, result.reason().as_str(), result.version()), (false, "flag_disabled", 12));
 
     // A malformed item is a flag that answers PARSE_ERROR, and harms no other flag.
     let broken = store.get("broken").await.expect("get").expect("kept, not dropped");
     assert!(broken.body().expect_err("malformed").contains("resembles"));
     let result = Evaluator::new(input, &flags).evaluate(&broken);
-    assert_eq!(result.error.map(|e| e.code.as_str()), Some("PARSE_ERROR"));
+    assert_eq!(result.error().map(|e| e.code.as_str()), Some("PARSE_ERROR"));
     assert_eq!(flags.iter().filter(|f| f.body().is_err()).count(), 1);
 }
 

@@ -63,7 +63,7 @@ fn variant_walks_through_the_evaluator() {
         let result = Evaluator::new(input, &NoFlags).evaluate(&flag);
         if user.is_empty() {
             // A split needs a user: the Python service rejected blank ids too.
-            assert_eq!(result.error.map(|e| e.code.as_str()), Some("TARGETING_KEY_MISSING"));
+            assert_eq!(result.error().map(|e| e.code.as_str()), Some("TARGETING_KEY_MISSING"));
             continue;
         }
         assert_eq!(result.variant_key(), case["variant"].as_str(), "{case}");
@@ -85,7 +85,7 @@ fn whole_evaluations_match_the_python_decision_order() {
         let input = EvalInput { user_id: case["user"].as_str(), context, now: 0.0 };
         let result = Evaluator::new(input, &NoFlags).evaluate(&flag);
         assert_eq!(result.enabled, case["enabled"], "{case}");
-        assert_eq!(result.reason.as_str(), case["reason"], "{case}");
+        assert_eq!(result.reason().as_str(), case["reason"], "{case}");
         assert_eq!(result.variant_key(), case["variant"].as_str(), "{case}");
     }
 }

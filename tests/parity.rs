@@ -109,15 +109,15 @@ fn every_answer_holds_through_the_evaluator() {
         let context = case.context.clone().unwrap_or_default();
         let input = EvalInput { user_id: Some(&case.user_id), context: &context, now: 1_800_000_000.0 };
         let e = Evaluator::new(input, &NoFlags).evaluate(&flag);
-        let got = match &e.error {
+        let got = match &e.error() {
             Some(error) => {
-                assert_eq!(e.reason, Reason::Error);
+                assert_eq!(e.reason(), Reason::Error);
                 assert_eq!(error.code, ErrorCode::ParseError, "case {i}: {}", error.message);
                 Expected::Error(error.message.to_string())
             }
             None => Expected::Answer {
                 enabled: e.enabled,
-                reason: e.reason.as_str().to_owned(),
+                reason: e.reason().as_str().to_owned(),
                 variant: e.variant_key().map(str::to_owned),
             },
         };

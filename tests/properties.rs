@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 fn evaluate(flag: &CompiledFlag, user: &str, context: &Map<String, Value>) -> (bool, Reason, Option<String>) {
     let input = EvalInput { user_id: Some(user), context, now: 0.0 };
     let r = Evaluator::new(input, &NoFlags).evaluate(flag);
-    (r.enabled, r.reason, r.variant_key().map(String::from))
+    (r.enabled, r.reason(), r.variant_key().map(String::from))
 }
 
 /// Arbitrary JSON, biased towards the shapes and field names of a flag document so the
@@ -81,7 +81,7 @@ proptest! {
             let r = Evaluator::new(input, &NoFlags).evaluate(&flag);
             // Malformed flags are errors, never guesses.
             if flag.body().is_err() {
-                prop_assert_eq!(r.reason, Reason::Error);
+                prop_assert_eq!(r.reason(), Reason::Error);
             }
         }
     }

@@ -36,20 +36,20 @@ impl<'a> NativeResult<'a> {
     fn new(user_id: Option<&'a str>, outcome: &'a Outcome, null_variant: bool) -> Self {
         let view = outcome.view();
         // "Not found" is a reason here, as in Python, not an error.
-        let error = outcome.error.as_ref().filter(|(code, _)| *code != ErrorCode::FlagNotFound);
+        let error = outcome.error().filter(|(code, _)| *code != ErrorCode::FlagNotFound);
         NativeResult {
             user_id,
             flag_key: outcome.key(),
             flag_id: outcome.flag().map(|f| f.flag_id()),
             enabled: outcome.enabled,
-            reason: outcome.reason.as_str(),
+            reason: outcome.reason().as_str(),
             variant: view.variant_key(),
             value: view.value(),
             version: outcome.flag().map(|f| f.version()),
-            rule_id: view.rule_id,
+            rule_id: view.rule_id(),
             stale: outcome.stale,
             error_code: error.map(|(code, _)| code.as_str()),
-            error: error.map(|(_, message)| &**message),
+            error: error.map(|(_, message)| message),
             null_variant,
         }
     }
@@ -140,7 +140,7 @@ async fn evaluate(
             Err(error) => return error.native(),
         };
     let outcome = app.evaluate_one(&subject, &flag_key).await;
-    match &outcome.error {
+    match &outcome.error() {
         None => {
             written(request.encoding, 256, |w| NativeResult::new(subject.user_id.as_deref(), &outcome, false).write(w))
         }
@@ -156,7 +156,7 @@ pub async fn batch(app: &App, request: &Request<'_>) -> Response {
             let all_unavailable =
                 !outcomes.is_empty() && outcomes.iter().all(|o| o.error_code() == Some(ErrorCode::General));
             if all_unavailable {
-                let message = outcomes.first().and_then(|o| o.error.as_ref()).map(|(_, m)| m.to_string());
+                let message = outcomes.first().and_then(Outcome::error).map(|(_, m)| m.to_string());
                 return ApiError::Unavailable(message.unwrap_or_default()).native();
             }
             // ~150 bytes a flag (more escaped): sized once rather than grown by copying.

@@ -42,7 +42,7 @@ enum Item<'a> {
 
 impl<'a> Item<'a> {
     fn new(outcome: &'a Outcome) -> Self {
-        if let Some((code, message)) = &outcome.error {
+        if let Some((code, message)) = &outcome.error() {
             return Item::Failure(OfrepError {
                 key: Some(outcome.key()),
                 error_code: code.as_str(),
@@ -55,7 +55,7 @@ impl<'a> Item<'a> {
             value: view.value(),
             reason: reason(outcome),
             variant: view.ofrep_variant(),
-            metadata: Metadata { flag_id: view.flag_id(), version: view.version(), rule_id: view.rule_id },
+            metadata: Metadata { flag_id: view.flag_id(), version: view.version(), rule_id: view.rule_id() },
         })
     }
 }
@@ -65,7 +65,7 @@ fn reason(outcome: &Outcome) -> &'static str {
     if outcome.stale {
         return "STALE";
     }
-    match outcome.reason {
+    match outcome.reason() {
         Reason::FlagDisabled => "DISABLED",
         Reason::TargetMatch | Reason::RuleMatch => "TARGETING_MATCH",
         // Neither is in SPEC §4's table: a failed prerequisite serves the off value,

@@ -94,8 +94,8 @@ impl Recorder {
 
 fn result_line(outcome: &Evaluation<'_>, out: &mut String) {
     let variant = outcome.variant.map_or("none".to_owned(), |v| format!("{:?}", v.key()));
-    let _ = write!(out, "result: enabled={}, reason={}, variant={variant}", outcome.enabled, outcome.reason.as_str());
-    match &outcome.error {
+    let _ = write!(out, "result: enabled={}, reason={}, variant={variant}", outcome.enabled, outcome.reason().as_str());
+    match &outcome.error() {
         Some(error) => drop(writeln!(out, ", error {}: {}", error.code.as_str(), error.message)),
         None => out.push('\n'),
     }
@@ -119,7 +119,7 @@ impl Narrator<'_, '_> {
     }
 
     fn steps(mut self) {
-        let (body, reason) = (self.body, self.outcome.reason);
+        let (body, reason) = (self.body, self.outcome.reason());
         self.line(format!("1. user id: {:?}", self.input.user_id.unwrap_or("")));
         self.line(format!("2. enabled: {}{}", body.enabled, if body.enabled { "" } else { " → off (flag_disabled)" }));
         if !body.enabled {
@@ -165,11 +165,11 @@ impl Narrator<'_, '_> {
                 Some(flag) => {
                     let result = Evaluator::new(self.input, self.set).evaluate(flag);
                     let got = format!("enabled={}, variant={:?}", result.enabled, result.variant_key());
-                    self.line(format!("   {key}: needs {want}; got {got} ({})", result.reason.as_str()));
+                    self.line(format!("   {key}: needs {want}; got {got} ({})", result.reason().as_str()));
                 }
             }
         }
-        if self.outcome.reason == Reason::PrerequisiteFailed {
+        if self.outcome.reason() == Reason::PrerequisiteFailed {
             self.line("   → a prerequisite fails (prerequisite_failed)");
         }
     }
@@ -180,7 +180,7 @@ impl Narrator<'_, '_> {
         let user = self.input.user_id.unwrap_or("");
         if body.targets.is_empty() {
             self.line("4. targets: none");
-        } else if self.outcome.reason == Reason::TargetMatch {
+        } else if self.outcome.reason() == Reason::TargetMatch {
             let entry = list(&doc["targets"]).iter().position(|t| list(&t["user_ids"]).iter().any(|u| u == user));
             let serve = entry.map_or(Value::Null, |i| doc["targets"][i]["serve"].clone());
             self.line(format!(
@@ -206,7 +206,7 @@ impl Narrator<'_, '_> {
         for (rule, doc) in body.rules.iter().zip(docs) {
             self.line(format!("   rule {:?}:", &*rule.serve.id));
             self.clauses(&rule.clauses, list(&doc["clauses"]));
-            if self.outcome.reason == Reason::RuleMatch && self.outcome.rule_id == Some(&*rule.serve.id) {
+            if self.outcome.reason() == Reason::RuleMatch && self.outcome.rule_id() == Some(&*rule.serve.id) {
                 self.line(format!(
                     "   → rule {:?} matches: serve {} (rule_match)",
                     &*rule.serve.id,
@@ -227,7 +227,7 @@ impl Narrator<'_, '_> {
         }
         self.line("6. targeting_rules (all must match):");
         self.clauses(&body.targeting_rules, docs);
-        if self.outcome.reason != Reason::TargetingRulesNotMet {
+        if self.outcome.reason() != Reason::TargetingRulesNotMet {
             self.line("   → all match");
         } else if self.input.context.is_empty() {
             self.line("   → not met: a non-empty rule list never matches an empty context (targeting_rules_not_met)");

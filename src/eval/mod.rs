@@ -78,7 +78,7 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
     // CPU for longer than the rest of a rollout's bookkeeping takes.
     #[inline]
     fn eval_flag(&mut self, flag: &'a CompiledFlag, root: bool) -> Evaluation<'a> {
-        let mut result = Evaluation::off(flag.key(), Some(flag), Reason::FlagDisabled);
+        let mut result = Evaluation::served(flag.key(), Some(flag), Reason::FlagDisabled);
         if let Err(error) = self.eval_into(flag, root, &mut result) {
             result = Evaluation::failed(flag.key(), Some(flag), error);
         }
@@ -154,7 +154,7 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
         out: &mut Evaluation<'a>,
     ) -> Result<(), EvalError<'a>> {
         out.reason = reason;
-        out.rule_id = Some(&serve.id);
+        out.decided_by = Some(serve.decided_by);
         if !serve.enabled {
             return Ok(());
         }

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::flag::{CompiledFlag, Variant};
+use crate::flag::{CompiledFlag, DecidedBy, Variant};
 
 /// The native reason of SPEC §2 (the strings the Python service returned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +93,10 @@ impl<'a> EvalError<'a> {
 }
 
 /// The result of evaluating one flag for one user.
+///
+/// `reason` and `error` cannot disagree: both are read through accessors, and the only
+/// ways to an error are [`Evaluation::failed`] and [`Evaluation::not_found`], which set
+/// the reason from the error's code; the evaluator only ever sets served reasons.
 #[derive(Debug, Clone)]
 pub struct Evaluation<'a> {
     /// The flag key asked for.
@@ -102,13 +106,13 @@ pub struct Evaluation<'a> {
     /// Whether the flag is on for this user.
     pub enabled: bool,
     /// The native reason.
-    pub reason: Reason,
+    pub(super) reason: Reason,
     /// The variant served, if any.
     pub variant: Option<&'a Variant>,
-    /// The `rules` entry (or `target`) that decided, if any.
-    pub rule_id: Option<&'a str>,
-    /// Set when `reason` is [`Reason::Error`] or [`Reason::FlagNotFound`].
-    pub error: Option<EvalError<'a>>,
+    /// The `targets` entry or `rules` entry that decided, if any.
+    pub decided_by: Option<DecidedBy>,
+    /// Set exactly when `reason` is [`Reason::Error`] or [`Reason::FlagNotFound`].
+    pub(super) error: Option<EvalError<'a>>,
     /// `targeting_rules` matched on the way to this result.
     pub targeting_matched: bool,
     /// A hash (rollout or split) decided this result.
@@ -139,27 +143,51 @@ impl serde::Serialize for FlagValue<'_> {
 impl<'a> Evaluation<'a> {
     /// An evaluation of a flag that does not exist.
     pub fn not_found(key: &'a str) -> Self {
-        let error = EvalError::new(ErrorCode::FlagNotFound, "flag not found");
-        Evaluation { reason: Reason::FlagNotFound, error: Some(error), ..Self::off(key, None, Reason::FlagNotFound) }
+        Self::failed(key, None, EvalError::new(ErrorCode::FlagNotFound, "flag not found"))
     }
 
-    /// An evaluation that failed with `error`.
+    /// An evaluation that failed with `error`: reason `flag_not_found` for
+    /// `FLAG_NOT_FOUND`, `error` for every other code.
     pub fn failed(key: &'a str, flag: Option<&'a CompiledFlag>, error: EvalError<'a>) -> Self {
-        Evaluation { error: Some(error), ..Self::off(key, flag, Reason::Error) }
+        let reason = if error.code == ErrorCode::FlagNotFound { Reason::FlagNotFound } else { Reason::Error };
+        Evaluation { error: Some(error), ..Self::off(key, flag, reason) }
     }
 
-    pub(super) fn off(key: &'a str, flag: Option<&'a CompiledFlag>, reason: Reason) -> Self {
+    /// An evaluation served with `reason` (never an error reason), off until the fields
+    /// say otherwise.
+    pub fn served(key: &'a str, flag: Option<&'a CompiledFlag>, reason: Reason) -> Self {
+        debug_assert!(!matches!(reason, Reason::Error | Reason::FlagNotFound), "use Evaluation::failed");
+        Self::off(key, flag, reason)
+    }
+
+    fn off(key: &'a str, flag: Option<&'a CompiledFlag>, reason: Reason) -> Self {
         Evaluation {
             key,
             flag,
             enabled: false,
             reason,
             variant: None,
-            rule_id: None,
+            decided_by: None,
             error: None,
             targeting_matched: false,
             bucketed: false,
         }
+    }
+
+    /// The native reason.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// Why the evaluation failed; `Some` exactly for the error reasons.
+    pub fn error(&self) -> Option<&EvalError<'a>> {
+        self.error.as_ref()
+    }
+
+    /// The id of what decided: `target`, or the matching rule's id.
+    pub fn rule_id(&self) -> Option<&'a str> {
+        let body = self.flag?.body().ok()?;
+        body.decider_id(self.decided_by?)
     }
 
     /// The flag id (the key when the flag is unknown).

@@ -208,9 +208,9 @@ fn rule_ids_are_reported() {
         "targets": [{"user_ids": ["vip"], "serve": {}}]}));
     let c = ctx(json!({"beta": true}));
     let r = Evaluator::new(EvalInput { user_id: Some("x"), context: &c, now: 0.0 }, &NoFlags).evaluate(&f);
-    assert_eq!(r.rule_id, Some("beta"));
+    assert_eq!(r.rule_id(), Some("beta"));
     let r = Evaluator::new(EvalInput { user_id: Some("vip"), context: &c, now: 0.0 }, &NoFlags).evaluate(&f);
-    assert_eq!((r.rule_id, r.reason), (Some("target"), Reason::TargetMatch));
+    assert_eq!((r.rule_id(), r.reason), (Some("target"), Reason::TargetMatch));
 }
 
 #[test]

@@ -106,7 +106,7 @@ impl Pending {
 
     /// Memory this event holds besides its request's shared part.
     pub(super) fn bytes(&self) -> usize {
-        EVENT_BYTES + self.outcome.error.as_ref().map_or(0, |(_, m)| m.len()) + self.outcome.key().len()
+        EVENT_BYTES + self.outcome.error().as_ref().map_or(0, |(_, m)| m.len()) + self.outcome.key().len()
     }
 
     /// An estimate of its record's size (the context is repeated in every record).
@@ -313,7 +313,7 @@ pub(super) fn full_record(pending: &Pending) -> Option<EventRecord> {
         flag_id: view.flag_id(),
         flag_key: outcome.key(),
         enabled: outcome.enabled,
-        reason: outcome.reason.as_str(),
+        reason: outcome.reason().as_str(),
         variant: view.variant_key(),
         context: shared.context.as_deref(),
         version: view.version(),
@@ -346,7 +346,7 @@ pub(super) fn summaries<'a>(events: impl Iterator<Item = &'a Pending>) -> Vec<(E
     let (mut start, mut end) = (None::<SystemTime>, None::<SystemTime>);
     for pending in events {
         let view = pending.outcome.view();
-        let key = (pending.outcome.key(), view.version(), view.variant_key(), view.enabled, view.reason.as_str());
+        let key = (pending.outcome.key(), view.version(), view.variant_key(), view.enabled, view.reason().as_str());
         groups.entry(key).or_insert((0, view.flag_id())).0 += 1;
         let at = pending.request.timestamp;
         start = Some(start.map_or(at, |s| s.min(at)));

@@ -620,7 +620,7 @@ fn expected_groups(outcomes: &[Outcome]) -> BTreeMap<String, u64> {
     for o in outcomes {
         let view = o.view();
         let group: Group =
-            (o.key().to_owned(), view.version(), json!(view.variant_key()), o.enabled, o.reason.as_str().to_owned());
+            (o.key().to_owned(), view.version(), json!(view.variant_key()), o.enabled, o.reason().as_str().to_owned());
         *groups.entry(format!("{group:?}")).or_default() += 1;
     }
     groups

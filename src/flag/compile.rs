@@ -70,12 +70,20 @@ pub struct Variant {
     pub(crate) below: u64,
     /// OFREP value (`value`, else `payload`); `None` means the key is the value.
     pub(crate) value: Option<Value>,
+    /// This variant's position in [`FlagBody::variants`].
+    pub(crate) index: usize,
 }
 
 impl Variant {
     /// The variant key.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Its position in [`FlagBody::variants`], so an evaluation can be kept as indices
+    /// next to an `Arc` of its flag.
+    pub fn index(&self) -> usize {
+        self.index
     }
 
     /// The variant's OFREP value, if it has one other than its key.
@@ -100,12 +108,23 @@ pub struct Prerequisite {
 pub struct Serve {
     /// `target` for targets, the rule id for rules.
     pub(crate) id: Box<str>,
+    /// A target, or the rule at an index of [`FlagBody::rules`].
+    pub(crate) decided_by: DecidedBy,
     /// `false` serves off.
     pub(crate) enabled: bool,
     /// Index of the variant to serve.
     pub(crate) variant: Option<usize>,
     /// Rollout within the matched users, with its hash suffix `":{key}:{id}"`.
     pub(crate) rollout: Option<(f64, Box<[u8]>)>,
+}
+
+/// What decided an evaluation: an entry of `targets`, or the rule at an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecidedBy {
+    /// An entry of `targets` listed the user.
+    Target,
+    /// The `rules` entry at this index matched.
+    Rule(usize),
 }
 
 /// An ordered rule.
@@ -225,21 +244,12 @@ impl FlagBody {
         &self.variants
     }
 
-    /// The position of `variant` (one of this body's own) in [`FlagBody::variants`], so
-    /// an evaluation can be kept as indices next to an `Arc` of its flag.
-    pub fn variant_index(&self, variant: &Variant) -> Option<usize> {
-        self.variants.iter().position(|v| std::ptr::eq(v, variant))
-    }
-
-    /// The position of the rule whose id is `id` (the very string an evaluation
-    /// borrowed from this body), or `None` (e.g. for `target`).
-    pub fn rule_index(&self, id: &str) -> Option<usize> {
-        self.rules.iter().position(|r| std::ptr::eq(r.serve.id.as_ptr(), id.as_ptr()))
-    }
-
-    /// The id of the rule at `index`.
-    pub fn rule_id(&self, index: usize) -> Option<&str> {
-        self.rules.get(index).map(|r| &*r.serve.id)
+    /// The id reported for what decided: `target`, or the rule's id.
+    pub fn decider_id(&self, decided_by: DecidedBy) -> Option<&str> {
+        match decided_by {
+            DecidedBy::Target => Some("target"),
+            DecidedBy::Rule(index) => self.rules.get(index).map(|r| &*r.serve.id),
+        }
     }
 }
 
@@ -263,16 +273,18 @@ fn compile_body(doc: &FlagDoc, oddities: &mut Vec<String>) -> Result<FlagBody, S
     };
     if default_variant == Some(split_len) {
         let name = doc.default_variant.as_deref().unwrap_or_default();
-        variants.push(Variant { key: name.into(), below: 0, value: None });
+        variants.push(Variant { key: name.into(), below: 0, value: None, index: split_len });
     }
     let variants: Box<[Variant]> = variants.into();
     let find_variant = |name: &str| variants[..split_len].iter().position(|v| &*v.key == name);
-    let serve = |s: &ServeDoc, id: &str| compile_serve(s, id, &doc.key, &find_variant);
+    let serve =
+        |s: &ServeDoc, id: &str, decided_by: DecidedBy| compile_serve(s, id, decided_by, &doc.key, &find_variant);
 
     let mut targets = Vec::new();
     let mut target_index = foldhash::HashMap::default();
     for (i, target) in doc.targets.iter().flatten().enumerate() {
-        targets.push(serve(&target.serve, "target").map_err(|p| format!("targets[{i}].serve: {p}"))?);
+        targets
+            .push(serve(&target.serve, "target", DecidedBy::Target).map_err(|p| format!("targets[{i}].serve: {p}"))?);
         for user in &target.user_ids {
             target_index.entry(user.as_str().into()).or_insert(i);
         }
@@ -283,7 +295,8 @@ fn compile_body(doc: &FlagDoc, oddities: &mut Vec<String>) -> Result<FlagBody, S
             return Err(format!("rules[{i}]: `id` is empty"));
         }
         let clauses = compile_clauses(&rule.clauses, &format!("rules[{i}].clauses"))?;
-        let serve = serve(&rule.serve, &rule.id).map_err(|p| format!("rules[{i}].serve: {p}"))?;
+        let serve =
+            serve(&rule.serve, &rule.id, DecidedBy::Rule(rules.len())).map_err(|p| format!("rules[{i}].serve: {p}"))?;
         rules.push(Rule { clauses, serve });
     }
     let mut prerequisites = Vec::new();
@@ -337,6 +350,7 @@ fn compile_variants(
         }
         cumulative += v.allocation;
         variants.push(Variant {
+            index: variants.len(),
             key: v.key.as_str().into(),
             below: bucket::hashes_below(cumulative),
             value: v.value.clone().or_else(|| v.payload.clone()),
@@ -374,6 +388,7 @@ fn allocation_error(docs: &[VariantDoc]) -> Option<String> {
 fn compile_serve(
     doc: &ServeDoc,
     id: &str,
+    decided_by: DecidedBy,
     flag_key: &str,
     find_variant: &dyn Fn(&str) -> Option<usize>,
 ) -> Result<Serve, String> {
@@ -387,7 +402,7 @@ fn compile_serve(
             Some((percentage(p).map_err(|e| format!("rollout_percentage: {e}"))?, bucket::serve_suffix(flag_key, id)))
         }
     };
-    Ok(Serve { id: id.into(), enabled: doc.enabled.unwrap_or(true), variant, rollout })
+    Ok(Serve { id: id.into(), decided_by, enabled: doc.enabled.unwrap_or(true), variant, rollout })
 }
 
 fn compile_clauses(docs: &[ClauseDoc], field: &str) -> Result<Box<[Clause]>, String> {

@@ -12,7 +12,7 @@ mod number;
 mod operator;
 
 pub use clause::Clause;
-pub use compile::{CompiledFlag, FlagBody, Prerequisite, Rule, Serve, Variant};
+pub use compile::{CompiledFlag, DecidedBy, FlagBody, Prerequisite, Rule, Serve, Variant};
 pub use number::Num;
 pub use operator::{Membership, Operator, Ordinal, StrSet};
 
