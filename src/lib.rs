@@ -1,30 +1,49 @@
 //! flagfn: feature flags evaluated by an AWS Lambda.
 //!
-//! Module map, from the pure core outwards:
+//! Module map, from the leaves outwards. Each line says what the module owns and what
+//! it may import; a module imports only modules listed before it, so there are no
+//! circles (`tests/layers.rs` reads every `crate::` path outside test code and fails
+//! on an import that points outwards).
 //!
-//! - [`flag`] — the flag document of SPEC §1, validated and compiled once when loaded.
-//! - [`eval`] — the pure evaluator (SPEC §2) and the MD5 bucketing formulas (SPEC §3).
-//!   No tokio, no AWS, no I/O: trivial to test and to benchmark.
-//! - [`config`] — `Config::from_env()`, the only reader of the environment (SPEC §8).
-//! - [`store`] — the `FlagStore` port: DynamoDB in Lambda, a JSON file locally.
+//! ```text
+//! leaves        bucket   backoff   clock   config
+//! pure core     flag ──► eval ──► outcome            (flag, eval: no tokio, no AWS, no I/O)
+//! ports         store (FlagStore)      sink (EventSink)
+//! above ports   cache ──► store        events ──► sink, outcome
+//! the app       app ──► cache, events, eval, outcome
+//! edges         api ──► app     lambda, server ──► api, app     ctl ──► flag, eval, store
+//! ```
+//!
+//! - [`bucket`] — the MD5 bucketing formulas (SPEC §3). A leaf: imports nothing.
+//! - [`backoff`] — the one full-jitter backoff formula for every retry loop. A leaf.
+//! - [`clock`] — time, read once per request and injectable for tests. A leaf.
+//! - [`config`] — `Config::from_env()`, the only reader of the environment (SPEC §8),
+//!   every value range-checked. A leaf.
+//! - [`flag`] — the flag document of SPEC §1, validated and compiled once when loaded;
+//!   one file per operator family (`flag/operator/`). Imports `bucket`.
+//! - [`eval`] — the pure evaluator (SPEC §2): clauses, targets, rules, rollouts,
+//!   prerequisites. Imports `flag`, `bucket`.
 //! - [`outcome`] — [`outcome::Outcome`], one evaluation's result, owned, and
-//!   [`outcome::Subject`], who asked. Imports only `flag` and `eval`.
+//!   [`outcome::Subject`], who asked. Imports `flag`, `eval`.
+//! - [`store`] — the `FlagStore` port: DynamoDB in Lambda, a JSON file locally. Imports
+//!   `flag`, `eval` (the file store's flag set), `config`, `backoff`.
 //! - [`sink`] — the `EventSink` port: Kinesis in Lambda, a JSON-lines file locally.
-//!   Ships bytes only; imports nothing above `store`'s `BoxFuture`.
+//!   Ships bytes only. Imports `store` (for `BoxFuture`) only.
+//! - [`cache`] — the warm LRU + TTL cache of compiled flags in front of the store:
+//!   single-flight misses, negative entries, stale-if-error, prerequisite resolution.
+//!   Imports `store`, `flag`, `eval`, `config`.
 //! - [`events`] — the event pipeline (SPEC §7): the bounded buffer filled on the request
 //!   path, the records, and the flush after the response. Imports `outcome`, `sink`,
-//!   `config`; never `app`.
-//! - [`cache`] — the warm LRU + TTL cache of compiled flags in front of the store:
-//!   single-flight misses, negative entries, stale-if-error.
-//! - [`clock`] — time, read once per request and injectable for tests.
-//! - [`app`] — `App`, what a warm Lambda keeps, and the one evaluation path
-//!   (cache → evaluator → events) every route uses.
+//!   `config`, `backoff`; never `app` (its unit tests build one to drive it).
+//! - [`app`] — `App`, what a warm Lambda keeps, the one evaluation path (cache →
+//!   evaluator → events) every route uses, and the after-response phase.
 //! - [`api`] — the HTTP API of SPEC §4 over a transport-neutral request/response,
-//!   including OFREP, input limits, and the one error → status map.
+//!   including OFREP, input limits, and the one error → status map. Imports `app`.
 //! - [`lambda`] — function URL and direct-invoke events, the runtime loop, and the
-//!   internal extension that flushes events after each response.
-//! - [`server`] — the same routes as a local HTTP server (`make run`).
+//!   internal extension that runs the after-response phase. Imports `api`, `app`.
+//! - [`server`] — the same routes as a local HTTP server (`make run`). Imports `api`, `app`.
 //! - [`ctl`] — `flagctl`, the safe write path: validate, diff, apply, audit, explain.
+//!   Imports `flag`, `eval`, `store`, `bucket`; never the request path.
 #![deny(missing_docs)]
 
 pub mod api;

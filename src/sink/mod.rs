@@ -1,7 +1,7 @@
 //! Where evaluation events go: the `EventSink` port and its adapters.
 //!
 //! The sink only ships bytes. Buffering, batching to the sink's limits, sampling,
-//! summaries and retries live above it (in [`crate::events`]), so every sink gets them
+//! summaries and retries live above it (in the `events` module), so every sink gets them
 //! and they can be tested without AWS. `PutRecordsRequestEntry` never leaves `kinesis.rs`.
 
 mod file;
