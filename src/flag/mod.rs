@@ -10,11 +10,13 @@ mod clause;
 mod compile;
 mod number;
 mod operator;
+mod variant;
 
 pub use clause::Clause;
-pub use compile::{CompiledFlag, DecidedBy, FlagBody, Prerequisite, Rule, Serve, Variant};
+pub use compile::{CompiledFlag, DecidedBy, FlagBody, Prerequisite, Rule, Serve};
 pub use number::Num;
 pub use operator::{Membership, Operator, Ordinal, StrSet};
+pub use variant::Variant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
