@@ -16,6 +16,8 @@
 //!   `config`; never `app`.
 //! - [`cache`] — the warm LRU + TTL cache of compiled flags in front of the store:
 //!   single-flight misses, negative entries, stale-if-error.
+//! - [`freshness`] — the change manifest (issue 14): warm environments learn of flag
+//!   changes within `FRESHNESS_SECONDS`, checked after responses, never on a request.
 //! - [`clock`] — time, read once per request and injectable for tests.
 //! - [`app`] — `App`, what a warm Lambda keeps, and the one evaluation path
 //!   (cache → evaluator → events) every route uses.
@@ -36,6 +38,7 @@ pub mod ctl;
 pub mod eval;
 pub mod events;
 pub mod flag;
+pub mod freshness;
 pub mod lambda;
 pub mod outcome;
 pub mod server;
