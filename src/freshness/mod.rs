@@ -11,9 +11,12 @@
 //!   window, run *after* the response (Lambda's after-response phase, or the local
 //!   server's background task), invalidating exactly the changed keys in the cache.
 //!   A failed read changes nothing, is counted, and is retried in the next window.
+//! - [`stream`] — DynamoDB Streams events from the flags table, recorded in the manifest
+//!   (so writers that know nothing of it still bump it).
 
 mod dynamodb;
 pub mod manifest;
+pub mod stream;
 
 pub use dynamodb::{manifest_put, read_consistent, DynamoDbManifest};
 pub use manifest::{Invalidation, Manifest, Seen, Written};
@@ -182,6 +185,7 @@ impl Freshness {
     pub fn invalidate(&self, cache: &FlagCache, invalidation: &Invalidation, now: SystemTime, version: u64) {
         match invalidation {
             Invalidation::Nothing => {}
+            Invalidation::Keys(keys) if keys.is_empty() => {}
             Invalidation::Keys(keys) => {
                 cache.invalidate_keys(keys.iter().map(String::as_str), now);
                 self.stats.invalidated_keys.fetch_add(keys.len() as u64, Relaxed);

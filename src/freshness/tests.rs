@@ -43,6 +43,9 @@ impl ManifestStore for FakeManifest {
     }
 
     fn record<'a>(&'a self, writes: &'a [Written]) -> BoxFuture<'a, Result<Manifest, ManifestError>> {
+        if self.failing.load(SeqCst) {
+            return Box::pin(async { Err(ManifestError::Contended(8)) });
+        }
         let mut manifest = self.manifest.lock().unwrap_or_else(PoisonError::into_inner);
         *manifest = manifest.with(writes);
         let result = Ok(manifest.clone());
@@ -154,4 +157,42 @@ async fn zero_seconds_or_no_manifest_means_ttl_only() {
     let config = Config::from_lookup(|n| (n == "FLAGS_FILE").then(|| path.to_owned())).expect("config");
     let plain = App::new(Arc::new(FileStore::open(path).expect("file")), None, &config, clock);
     assert!(!plain.has_after_response_work() && !plain.freshness.enabled());
+}
+
+#[tokio::test]
+async fn a_stream_event_records_its_keys_in_the_manifest_and_invalidates_them_here() {
+    let clock = Clock::manual();
+    let (app, manifest) = app(&[], &clock);
+    let event = include_str!("../../events/dynamodb-stream.json");
+    app.evaluate_one(&subject(), "dark-mode").await;
+    let reads = app.cache.stats().store_reads;
+    let answer = crate::lambda::invoke(&app, event, "req-1").await;
+    assert_eq!(answer, r#"{"batchItemFailures":[]}"#);
+    let recorded = manifest.manifest.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    assert_eq!(recorded.version, 3);
+    let keys: Vec<&str> = recorded.changes.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["dark-mode", "new-checkout", "gift-wrap"]);
+    assert_eq!(recorded.changes[0].at, 1_796_054_400_000, "the record's own time");
+    assert_eq!(manifest.reads.load(SeqCst), 0, "a stream event reads nothing");
+    app.evaluate_one(&subject(), "dark-mode").await;
+    assert_eq!(app.cache.stats().store_reads, reads + 1, "invalidated in this environment too");
+}
+
+#[tokio::test]
+async fn a_failed_manifest_write_reports_the_batch_for_retry() {
+    let clock = Clock::manual();
+    let (app, manifest) = app(&[], &clock);
+    manifest.failing.store(true, SeqCst);
+    let answer = crate::lambda::invoke(&app, include_str!("../../events/dynamodb-stream.json"), "req-1").await;
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(answer, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "1110000000014422108971"}]}));
+}
+
+#[tokio::test]
+async fn a_stream_event_without_a_manifest_is_acknowledged() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flags.json");
+    let config = Config::from_lookup(|n| (n == "FLAGS_FILE").then(|| path.to_owned())).expect("config");
+    let app = App::new(Arc::new(FileStore::open(path).expect("file")), None, &config, Clock::manual());
+    let answer = crate::lambda::invoke(&app, include_str!("../../events/dynamodb-stream.json"), "req-1").await;
+    assert_eq!(answer, r#"{"batchItemFailures":[]}"#);
 }
