@@ -1,0 +1,278 @@
+//! Freshness end to end (issue 14) on moto: a running local server over a DynamoDB
+//! table, with a 300 s cache TTL, sees a flag change within `FRESHNESS_SECONDS` + 1 s —
+//! for `flagctl set` (which bumps the manifest in its transaction) and for a direct
+//! table write recorded by the stream handler (driven with a DynamoDB Streams event
+//! through the Lambda entry point). The bound is a correctness bound (the TTL alone
+//! would take 300 s), not a speed benchmark. Also: a failed manifest read changes
+//! nothing and is retried next window; concurrent manifest writers lose no change.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::Client;
+use common::app::table_config;
+use common::dynamo::{client, create_table, put_flags, Operations, RELAXED_STORE_TIMEOUT};
+use common::moto::{shared_moto, unique_name};
+use flagfn::app::App;
+use flagfn::clock::Clock;
+use flagfn::freshness::{DynamoDbManifest, ManifestStore, Written};
+use flagfn::outcome::Subject;
+use flagfn::store::DynamoDbStore;
+use serde_json::{json, Value};
+
+/// The window the servers here run with.
+const FRESHNESS_SECONDS: u64 = 2;
+
+/// Flags, audit and manifest tables on moto.
+struct Tables {
+    endpoint: String,
+    flags: String,
+    audit: String,
+    manifest: String,
+    client: Client,
+}
+
+impl Tables {
+    async fn new(endpoint: &str) -> Tables {
+        let client = client(endpoint, &Operations::default()).await;
+        let (flags, audit, manifest) = (unique_name("fr-flags"), unique_name("fr-audit"), unique_name("fr-manifest"));
+        create_table(&client, &flags).await;
+        create(&client, &audit, &[("key", KeyType::Hash), ("at", KeyType::Range)]).await;
+        create(&client, &manifest, &[("id", KeyType::Hash)]).await;
+        Tables { endpoint: endpoint.to_owned(), flags, audit, manifest, client }
+    }
+
+    fn manifest_store(&self, table: &str) -> Arc<dyn ManifestStore> {
+        Arc::new(DynamoDbManifest::new(self.client.clone(), table, &self.flags, RELAXED_STORE_TIMEOUT))
+    }
+
+    /// An app over the flags table with a 300 s TTL, checking `manifest_table`.
+    fn app(&self, manifest_table: &str, clock: Clock) -> App {
+        let every = FRESHNESS_SECONDS.to_string();
+        let config = table_config(&self.flags, &[("CACHE_TTL_SECONDS", "300"), ("FRESHNESS_SECONDS", &every)]);
+        let store = DynamoDbStore::with_timeout(self.client.clone(), &self.flags, RELAXED_STORE_TIMEOUT);
+        App::new(Arc::new(store), None, &config, clock).with_manifest(self.manifest_store(manifest_table))
+    }
+
+    /// `flagctl args` with these tables in its environment.
+    fn flagctl(&self, args: &[&str]) -> std::process::Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_flagctl"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env("FLAGS_TABLE", &self.flags)
+            .env("FLAGS_AUDIT_TABLE", &self.audit)
+            .env("MANIFEST_TABLE", &self.manifest)
+            .output()
+            .expect("run flagctl");
+        assert!(output.status.success(), "flagctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        output
+    }
+
+    async fn manifest_item(&self) -> Value {
+        let key = aws_sdk_dynamodb::types::AttributeValue::S(self.flags.clone());
+        let output = self.client.get_item().table_name(&self.manifest).key("id", key).consistent_read(true).send();
+        let item = output.await.expect("GetItem").item.expect("a manifest item");
+        serde_dynamo::from_item(item).expect("manifest as JSON")
+    }
+}
+
+async fn create(client: &Client, table: &str, keys: &[(&str, KeyType)]) {
+    let mut create = client.create_table().table_name(table).billing_mode(BillingMode::PayPerRequest);
+    for (name, kind) in keys {
+        let attribute = AttributeDefinition::builder().attribute_name(*name).attribute_type(ScalarAttributeType::S);
+        let key = KeySchemaElement::builder().attribute_name(*name).key_type(kind.clone());
+        create = create.attribute_definitions(attribute.build().unwrap()).key_schema(key.build().unwrap());
+    }
+    create.send().await.expect("CreateTable");
+}
+
+/// The local server in-process on a free port, over `app`; stops when dropped.
+struct Server {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(app: App) -> Server {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let done = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+            runtime.expect("runtime").block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                flagfn::server::serve(Arc::new(app), listener, Duration::from_millis(50), shutdown)
+                    .await
+                    .expect("serve");
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server address");
+        Server { base: format!("http://{addr}"), stop: Some(stop), done: Some(done) }
+    }
+
+    /// The server's `enabled` for `key` (legacy route).
+    fn enabled(&self, key: &str) -> bool {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let url = format!("{}/evaluate?user_id=user-1&flag_key={key}", self.base);
+        let mut response = agent.get(&url).call().expect("GET /evaluate");
+        let body = response.body_mut().read_to_string().expect("body");
+        let body: Value = serde_json::from_str(&body).expect("JSON");
+        body["enabled"].as_bool().unwrap_or_else(|| panic!("no `enabled`: {body}"))
+    }
+
+    /// Polls `key` until it answers `enabled == want`; how long that took, or `None`
+    /// if it did not within `limit`.
+    fn until(&self, key: &str, want: bool, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() <= limit {
+            if self.enabled(key) == want {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.join();
+        }
+    }
+}
+
+fn target() -> Duration {
+    Duration::from_secs(FRESHNESS_SECONDS + 1)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime")
+}
+
+#[test]
+fn flagctl_set_flips_a_running_server_within_the_target() {
+    let moto = shared_moto();
+    let rt = runtime();
+    let tables = rt.block_on(Tables::new(&moto.endpoint()));
+    let dir = std::env::temp_dir().join(unique_name("fr-files"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let doc = json!({"key": "kill-me", "enabled": true, "rollout_percentage": 100});
+    std::fs::write(dir.join("kill-me.json"), doc.to_string()).expect("flag file");
+    tables.flagctl(&["apply", dir.to_str().expect("path")]);
+    assert_eq!(rt.block_on(tables.manifest_item())["version"], 1, "apply bumps the manifest");
+
+    let server = Server::start(tables.app(&tables.manifest, Clock::system()));
+    assert!(server.enabled("kill-me"), "cached as enabled");
+    tables.flagctl(&["set", "kill-me", "enabled=false", "-m", "incident"]);
+    let took = server.until("kill-me", false, target());
+    assert!(took.is_some(), "not flipped within FRESHNESS_SECONDS + 1 s (the TTL is 300 s)");
+    eprintln!("flagctl set seen by the running server after {took:?} (FRESHNESS_SECONDS={FRESHNESS_SECONDS})");
+    let manifest = rt.block_on(tables.manifest_item());
+    assert_eq!(manifest["version"], 2);
+    assert_eq!(manifest["changes"][1]["key"], "kill-me");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_direct_table_write_flips_a_running_server_through_the_stream_handler() {
+    let moto = shared_moto();
+    let rt = runtime();
+    let tables = rt.block_on(Tables::new(&moto.endpoint()));
+    let flag = |enabled: bool| json!({"key": "direct", "enabled": enabled, "rollout_percentage": 100, "version": 1});
+    rt.block_on(put_flags(&tables.client, &tables.flags, &[flag(true)]));
+    let server = Server::start(tables.app(&tables.manifest, Clock::system()));
+    assert!(server.enabled("direct"));
+
+    // A write that knows nothing of the manifest: unseen, however long we wait...
+    rt.block_on(put_flags(&tables.client, &tables.flags, &[flag(false)]));
+    assert_eq!(server.until("direct", false, target()), None, "a direct write alone is not seen before the TTL");
+    // ...until the table's stream delivers it to the function (another environment).
+    let stream_env = tables.app(&tables.manifest, Clock::system());
+    let event = include_str!("../events/dynamodb-stream.json").replace("\"dark-mode\"", "\"direct\"");
+    let answer = rt.block_on(flagfn::lambda::invoke(&stream_env, &event, "stream-1"));
+    assert_eq!(answer, r#"{"batchItemFailures":[]}"#);
+    let took = server.until("direct", false, target());
+    assert!(took.is_some(), "not flipped within FRESHNESS_SECONDS + 1 s");
+    eprintln!(
+        "stream-recorded write seen by the running server after {took:?} (FRESHNESS_SECONDS={FRESHNESS_SECONDS})"
+    );
+    let manifest = rt.block_on(tables.manifest_item());
+    assert_eq!(manifest["version"], 3, "one version per stream record");
+    assert_eq!(manifest["changes"][0]["key"], "direct");
+}
+
+fn subject() -> Subject {
+    Subject { user_id: Some(Arc::from("user-1")), context: Arc::default(), request_id: Arc::from("r") }
+}
+
+#[tokio::test]
+async fn a_failed_manifest_read_changes_nothing_and_is_retried_next_window() {
+    let moto = shared_moto();
+    let tables = Tables::new(&moto.endpoint()).await;
+    let flag = |enabled: bool| json!({"key": "f", "enabled": enabled, "rollout_percentage": 100});
+    put_flags(&tables.client, &tables.flags, &[flag(true)]).await;
+    let clock = Clock::manual();
+    let missing = unique_name("fr-not-yet");
+    let app = tables.app(&missing, clock.clone());
+    assert!(app.evaluate_one(&subject(), "f").await.enabled);
+    put_flags(&tables.client, &tables.flags, &[flag(false)]).await;
+    app.after_response().await;
+    assert_eq!((app.freshness.stats().checks, app.freshness.stats().read_failures), (1, 1), "no such table: a failure");
+    assert!(app.evaluate_one(&subject(), "f").await.enabled, "nothing invalidated, nothing lost: still cached");
+    // The manifest appears and records the change; the next window reads it.
+    create(&tables.client, &missing, &[("id", KeyType::Hash)]).await;
+    let at = flagfn::freshness::millis(clock.wall());
+    tables.manifest_store(&missing).record(&[Written { key: "f".into(), at }]).await.expect("record");
+    clock.advance(Duration::from_secs(1));
+    app.after_response().await;
+    assert_eq!(app.freshness.stats().checks, 1, "not retried within the window");
+    clock.advance(Duration::from_secs(FRESHNESS_SECONDS));
+    app.after_response().await;
+    assert_eq!(
+        app.freshness.stats(),
+        flagfn::freshness::FreshnessStats { checks: 2, read_failures: 1, invalidated_keys: 1, invalidated_all: 0 }
+    );
+    assert!(!app.evaluate_one(&subject(), "f").await.enabled, "the change is seen");
+}
+
+#[tokio::test]
+async fn concurrent_manifest_writers_lose_no_change() {
+    let moto = shared_moto();
+    let tables = Tables::new(&moto.endpoint()).await;
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let store = tables.manifest_store(&tables.manifest);
+            tokio::spawn(async move {
+                let writes: Vec<Written> = (0..3).map(|i| Written { key: format!("w{w}-{i}"), at: 1 }).collect();
+                store.record(&writes).await.map(|m| m.version)
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("task").expect("recorded despite contention");
+    }
+    let manifest = tables.manifest_item().await;
+    assert_eq!(manifest["version"], 18);
+    let mut keys: Vec<&str> =
+        manifest["changes"].as_array().expect("list").iter().filter_map(|c| c["key"].as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 18, "every write kept: {keys:?}");
+}
