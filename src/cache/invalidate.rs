@@ -29,6 +29,21 @@ impl FlagCache {
         held
     }
 
+    /// [`FlagCache::invalidate_keys`], then reads again at once those of `keys` that held a
+    /// flag (one `GetItem`, or one `BatchGetItem` per 100), so the next request for them
+    /// is still a hit. Run after the response, never on a request's path; if the store
+    /// fails, the old values stay servable stale as usual.
+    pub async fn refresh_keys(&self, keys: &[&str], now: SystemTime) {
+        let held: Vec<&str> = {
+            let entries = lock(&self.entries);
+            keys.iter().copied().filter(|key| entries.peek_flag(key).is_some()).collect()
+        };
+        self.invalidate_keys(keys.iter().copied(), now);
+        if !held.is_empty() {
+            self.fetch(&held, now).await;
+        }
+    }
+
     /// Makes only the every-flag snapshot (and so the OFREP bulk `ETag`) due for a re-scan.
     pub fn invalidate_snapshot(&self, now: SystemTime) {
         self.generation.fetch_add(1, Relaxed);

@@ -67,6 +67,22 @@ pub enum Invalidation {
     Everything,
 }
 
+impl Invalidation {
+    /// Both invalidations at once.
+    pub fn and(self, other: Invalidation) -> Invalidation {
+        match (self, other) {
+            (Invalidation::Everything, _) | (_, Invalidation::Everything) => Invalidation::Everything,
+            (Invalidation::Nothing, other) | (other, Invalidation::Nothing) => other,
+            (Invalidation::Keys(mut a), Invalidation::Keys(b)) => {
+                a.extend(b);
+                a.sort_unstable();
+                a.dedup();
+                Invalidation::Keys(a)
+            }
+        }
+    }
+}
+
 impl Manifest {
     /// The manifest after `writes`: each gets the next version, in order; the oldest
     /// changes beyond [`MAX_CHANGES`] are dropped.
@@ -162,6 +178,14 @@ mod tests {
         let oldest = m.changes[0].version;
         assert_eq!(m.invalidation(Seen::Version(oldest - 2)), Invalidation::Everything);
         assert!(matches!(m.invalidation(Seen::Version(oldest - 1)), Invalidation::Keys(k) if k.len() == MAX_CHANGES));
+    }
+
+    #[test]
+    fn invalidations_combine() {
+        assert_eq!(listed(&["b", "a"]).and(listed(&["c", "a"])), listed(&["a", "b", "c"]));
+        assert_eq!(Invalidation::Nothing.and(listed(&["a"])), listed(&["a"]));
+        assert_eq!(listed(&["a"]).and(Invalidation::Everything), Invalidation::Everything);
+        assert_eq!(Invalidation::Nothing.and(Invalidation::Nothing), Invalidation::Nothing);
     }
 
     #[test]

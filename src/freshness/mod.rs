@@ -74,7 +74,8 @@ pub struct FreshnessStats {
     pub checks: u64,
     /// Manifest reads that failed.
     pub read_failures: u64,
-    /// Keys invalidated because the manifest listed them.
+    /// Changed keys the manifest listed (each counted once, though it is re-read once
+    /// more a window later).
     pub invalidated_keys: u64,
     /// Times everything was invalidated (the list did not reach back far enough).
     pub invalidated_all: u64,
@@ -93,6 +94,11 @@ struct Counters {
 struct Window {
     due: SystemTime,
     seen: Seen,
+    /// What the last read invalidated, invalidated once more by the next successful
+    /// read: the manifest and the flags are read eventually consistently, so the first
+    /// re-read of a changed flag may still have met a replica without the change; a
+    /// window later it has caught up. Costs one more read per changed, cached flag.
+    recheck: Invalidation,
 }
 
 /// What a warm environment keeps to stay fresh: the manifest store (if any), the
@@ -116,7 +122,7 @@ impl Freshness {
     /// only). `started` is when this environment began caching flags.
     pub fn new(manifest: Option<Arc<dyn ManifestStore>>, every: Duration, started: SystemTime) -> Self {
         let since = started.checked_sub(FIRST_READ_SLACK).unwrap_or(UNIX_EPOCH);
-        let window = Window { due: started, seen: Seen::Since(millis(since)) };
+        let window = Window { due: started, seen: Seen::Since(millis(since)), recheck: Invalidation::Nothing };
         Freshness { manifest, every, window: Mutex::new(window), stats: Counters::default() }
     }
 
@@ -160,7 +166,7 @@ impl Freshness {
         }
         self.stats.checks.fetch_add(1, Relaxed);
         match manifest.read().await {
-            Ok(read) => self.apply(cache, &read, now),
+            Ok(read) => self.apply(cache, &read, now).await,
             Err(error) => {
                 self.stats.read_failures.fetch_add(1, Relaxed);
                 tracing::warn!(%error, "manifest read failed; cached flags kept, retried next window");
@@ -169,31 +175,38 @@ impl Freshness {
     }
 
     /// Invalidates what `read` says changed since the last version seen.
-    fn apply(&self, cache: &FlagCache, read: &Manifest, now: SystemTime) {
-        let invalidation = {
+    async fn apply(&self, cache: &FlagCache, read: &Manifest, now: SystemTime) {
+        let (invalidation, recheck) = {
             // A version older than the one seen (a recreated manifest, or a slow read
             // overtaken by the next window's) invalidates everything: safe either way.
             let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
             let invalidation = read.invalidation(window.seen);
             window.seen = Seen::Version(read.version);
-            invalidation
+            let recheck = std::mem::replace(&mut window.recheck, invalidation.clone());
+            (invalidation, recheck)
         };
-        self.invalidate(cache, &invalidation, now, read.version);
+        match &invalidation {
+            Invalidation::Nothing => {}
+            Invalidation::Keys(keys) => drop(self.stats.invalidated_keys.fetch_add(keys.len() as u64, Relaxed)),
+            Invalidation::Everything => drop(self.stats.invalidated_all.fetch_add(1, Relaxed)),
+        }
+        self.invalidate(cache, &invalidation.and(recheck), now, read.version).await;
     }
 
-    /// Applies `invalidation` to `cache` and counts it.
-    pub fn invalidate(&self, cache: &FlagCache, invalidation: &Invalidation, now: SystemTime, version: u64) {
+    /// Applies `invalidation` to `cache`. Changed keys that were cached are
+    /// read again at once ([`FlagCache::refresh_keys`]) so the next request is a hit;
+    /// after "everything", each key is read again when next asked for.
+    pub async fn invalidate(&self, cache: &FlagCache, invalidation: &Invalidation, now: SystemTime, version: u64) {
         match invalidation {
             Invalidation::Nothing => {}
             Invalidation::Keys(keys) if keys.is_empty() => {}
             Invalidation::Keys(keys) => {
-                cache.invalidate_keys(keys.iter().map(String::as_str), now);
-                self.stats.invalidated_keys.fetch_add(keys.len() as u64, Relaxed);
+                let keys_ref: Vec<&str> = keys.iter().map(String::as_str).collect();
+                cache.refresh_keys(&keys_ref, now).await;
                 tracing::info!(version, keys = keys.len(), "flags changed: invalidated");
             }
             Invalidation::Everything => {
                 cache.invalidate_all(now);
-                self.stats.invalidated_all.fetch_add(1, Relaxed);
                 tracing::info!(version, "flags changed beyond the manifest's list: invalidated everything");
             }
         }

@@ -89,7 +89,7 @@ pub async fn record_stream_event(freshness: &Freshness, cache: &FlagCache, event
         tracing::warn!(skipped = changes.len() - writes.len(), "stream records without a string `key` skipped");
     }
     let keys: Vec<String> = writes.iter().map(|w| w.key.clone()).collect();
-    freshness.invalidate(cache, &Invalidation::Keys(keys), now, 0);
+    freshness.invalidate(cache, &Invalidation::Keys(keys), now, 0).await;
     let Some(manifest) = freshness.manifest() else {
         tracing::warn!(
             records = writes.len(),

@@ -83,3 +83,16 @@ async fn a_read_under_way_during_an_invalidation_is_cached_as_expired() {
     cache.get("a", t0 + secs(2)).await;
     assert_eq!(store.calls().len(), 2, "a read after the invalidation is cached normally");
 }
+
+#[tokio::test]
+async fn refreshing_keys_rereads_the_cached_ones_at_once_so_the_next_lookup_is_a_hit() {
+    let (store, cache) = cache(FakeStore::with(&["a", "b"]));
+    let t0 = SystemTime::now();
+    cache.get("a", t0).await;
+    cache.get("b", t0).await;
+    store.put(json!({"key": "a", "enabled": false, "version": 2}));
+    cache.refresh_keys(&["a", "not-cached"], t0 + secs(1)).await;
+    assert_eq!(store.calls(), ["get:a", "get:b", "get:a"], "only the cached key is read again");
+    assert_eq!(cache.get("a", t0 + secs(2)).await.flag().map(|f| f.version()), Some(2));
+    assert_eq!(store.calls().len(), 3, "and the next lookup is a hit");
+}
