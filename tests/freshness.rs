@@ -60,9 +60,14 @@ impl Tables {
 
     /// `flagctl args` with these tables in its environment.
     fn flagctl(&self, args: &[&str]) -> std::process::Output {
+        self.flagctl_via(&self.endpoint, args)
+    }
+
+    /// `flagctl args` through `endpoint` (e.g. a proxy).
+    fn flagctl_via(&self, endpoint: &str, args: &[&str]) -> std::process::Output {
         let output = Command::new(env!("CARGO_BIN_EXE_flagctl"))
             .args(args)
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "us-east-1")
@@ -216,6 +221,41 @@ fn a_direct_table_write_flips_a_running_server_through_the_stream_handler() {
     let manifest = rt.block_on(tables.manifest_item());
     assert_eq!(manifest["version"], 3, "one version per stream record");
     assert_eq!(manifest["changes"][0]["key"], "direct");
+}
+
+#[test]
+fn flagctl_retries_when_only_the_manifest_moved_under_it() {
+    let moto = shared_moto();
+    let rt = runtime();
+    let tables = rt.block_on(Tables::new(&moto.endpoint()));
+    rt.block_on(put_flags(&tables.client, &tables.flags, &[json!({"key": "k", "enabled": true, "version": 1})]));
+    // Another writer (a stream batch) bumps the manifest just before flagctl's
+    // transaction arrives, so its manifest condition fails the first time.
+    let proxy = common::proxy::Proxy::start(&moto.endpoint());
+    let (endpoint, manifest, flags) = (moto.endpoint(), tables.manifest.clone(), tables.flags.clone());
+    let once = std::sync::atomic::AtomicBool::new(false);
+    proxy.set_hook(move |target, body, forward| {
+        if target.ends_with("TransactWriteItems") && !once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let (endpoint, manifest, flags) = (endpoint.clone(), manifest.clone(), flags.clone());
+            std::thread::spawn(move || {
+                runtime().block_on(async {
+                    let client = client(&endpoint, &Operations::default()).await;
+                    let store = DynamoDbManifest::new(client, &manifest, &flags, RELAXED_STORE_TIMEOUT);
+                    store.record(&[Written { key: "other".into(), at: 1 }]).await.expect("concurrent bump");
+                });
+            })
+            .join()
+            .expect("writer");
+        }
+        forward(body)
+    });
+    tables.flagctl_via(&proxy.endpoint(), &["set", "k", "enabled=false"]);
+    assert_eq!(proxy.count("DynamoDB_20120810.TransactWriteItems"), 2, "cancelled once on the manifest, then written");
+    let manifest = rt.block_on(tables.manifest_item());
+    assert_eq!(manifest["version"], 2, "both bumps kept");
+    let keys: Vec<&str> =
+        manifest["changes"].as_array().expect("list").iter().filter_map(|c| c["key"].as_str()).collect();
+    assert_eq!(keys, ["other", "k"]);
 }
 
 fn subject() -> Subject {
