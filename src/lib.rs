@@ -23,8 +23,9 @@
 //!   (cache → evaluator → events) every route uses.
 //! - [`api`] — the HTTP API of SPEC §4 over a transport-neutral request/response,
 //!   including OFREP, input limits, and the one error → status map.
-//! - [`lambda`] — function URL and direct-invoke events, the runtime loop, and the
-//!   internal extension that flushes events after each response.
+//! - [`lambda`] — function URL, direct-invoke and DynamoDB Streams events, the runtime
+//!   loop, and the internal extension that runs the after-response phase (the freshness
+//!   check, the event flush).
 //! - [`server`] — the same routes as a local HTTP server (`make run`).
 //! - [`ctl`] — `flagctl`, the safe write path: validate, diff, apply, audit, explain.
 #![deny(missing_docs)]
