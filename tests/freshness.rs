@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::Client;
 use common::app::table_config;
 use common::dynamo::{client, create_table, put_flags, Operations, RELAXED_STORE_TIMEOUT};
 use common::moto::{shared_moto, unique_name};
+use common::runtime_api::{Answer, Entry, RuntimeApi, Timeline};
 use flagfn::app::App;
 use flagfn::clock::Clock;
 use flagfn::freshness::{DynamoDbManifest, ManifestStore, Written};
@@ -256,6 +257,113 @@ fn flagctl_retries_when_only_the_manifest_moved_under_it() {
     let keys: Vec<&str> =
         manifest["changes"].as_array().expect("list").iter().filter_map(|c| c["key"].as_str()).collect();
     assert_eq!(keys, ["other", "k"]);
+}
+
+const MANIFEST_READ: &str = "manifest GetItem";
+const FLAG_READ: &str = "flag GetItem";
+
+/// Index of the first entry at or after `from` matching `pred`.
+fn find(entries: &[Entry], from: usize, pred: impl Fn(&Entry) -> bool) -> Option<usize> {
+    entries.iter().skip(from).position(pred).map(|i| i + from)
+}
+
+/// The real binary in the Lambda lifecycle (Runtime + Extensions API emulator), flags
+/// and manifest on moto through a proxy that marks each `GetItem` on the timeline, events
+/// off: the extension is registered for freshness alone; the flag is read before the
+/// response, the manifest only after it (before the environment may freeze), at most
+/// once per window; a change is served from the first invocation after the check that
+/// saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_lambda_the_manifest_is_read_after_the_response_once_per_window() {
+    let moto = shared_moto();
+    let tables = Tables::new(&moto.endpoint()).await;
+    let flag = |enabled: bool| json!({"key": "dark-mode", "enabled": enabled, "rollout_percentage": 100});
+    put_flags(&tables.client, &tables.flags, &[flag(true)]).await;
+    let timeline = Timeline::new();
+    let proxy = common::proxy::Proxy::start(&moto.endpoint());
+    let (marks, manifest_table) = (timeline.clone(), tables.manifest.clone());
+    proxy.set_hook(move |target, body, forward| {
+        if target.ends_with(".GetItem") {
+            let manifest = String::from_utf8_lossy(&body).contains(&manifest_table);
+            marks.mark(if manifest { MANIFEST_READ } else { FLAG_READ }, Vec::new());
+        }
+        forward(body)
+    });
+    let api = RuntimeApi::start("flagfn", timeline.clone());
+    let _function = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_flagfn"))
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", api.address())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "flagfn")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("FLAGS_TABLE", &tables.flags)
+            .env("MANIFEST_TABLE", &tables.manifest)
+            .env("FRESHNESS_SECONDS", "2")
+            .env("AWS_ENDPOINT_URL", proxy.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the flagfn binary"),
+    );
+    let event = r#"{"action": "evaluate", "user_id": "u", "flag_key": "dark-mode"}"#;
+    let limit = Duration::from_secs(20);
+    let enabled = |answer: Answer| match answer {
+        Answer::Response(body) => serde_json::from_str::<Value>(&body).expect("JSON")["enabled"] == true,
+        Answer::Error { body, .. } => panic!("invocation error: {body}"),
+    };
+    let first = api.invoke(event);
+    assert!(enabled(api.answer(&first, limit).await));
+    let second = api.invoke(event);
+    assert!(enabled(api.answer(&second, limit).await));
+    timeline
+        .wait_for("ready after the second", limit, |e| {
+            let posted = find(e, 0, |x| matches!(x, Entry::Response { request_id, .. } if *request_id == second))?;
+            find(e, posted, |x| matches!(x, Entry::ExtensionNext))
+        })
+        .await;
+    let entries = timeline.entries();
+    let render = timeline.render();
+    let is_mark = |label: &'static str| move |e: &Entry| matches!(e, Entry::Mark { label: l, .. } if l == label);
+    assert!(entries.iter().any(|e| matches!(e, Entry::Registered { events, .. } if events == &["INVOKE"])), "{render}");
+    let posted =
+        find(&entries, 0, |e| matches!(e, Entry::Response { request_id, .. } if *request_id == first)).expect("posted");
+    let flag_read = find(&entries, 0, is_mark(FLAG_READ)).expect("flag read");
+    let manifest_read = find(&entries, 0, is_mark(MANIFEST_READ)).expect("manifest read");
+    let ready = find(&entries, posted, |e| matches!(e, Entry::ExtensionNext)).expect("ready");
+    assert!(flag_read < posted && posted < manifest_read && manifest_read < ready, "{render}");
+    assert_eq!(entries.iter().filter(|e| is_mark(MANIFEST_READ)(e)).count(), 1, "one read per window\n{render}");
+
+    // A change, recorded in the manifest; the next check after the window sees it.
+    put_flags(&tables.client, &tables.flags, &[flag(false)]).await;
+    let at = flagfn::freshness::millis(std::time::SystemTime::now());
+    tables.manifest_store(&tables.manifest).record(&[Written { key: "dark-mode".into(), at }]).await.expect("record");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let third = api.invoke(event);
+    let third_enabled = enabled(api.answer(&third, limit).await);
+    let fourth = api.invoke(event);
+    assert!(
+        !enabled(api.answer(&fourth, limit).await),
+        "served from the invocation after the check\n{}",
+        timeline.render()
+    );
+    // The third was answered from the cache before its check ran (no read on the request path).
+    assert!(third_enabled, "{}", timeline.render());
+}
+
+/// The function process, killed (by its PID) when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn subject() -> Subject {
