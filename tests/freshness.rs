@@ -64,9 +64,16 @@ impl Tables {
         self.flagctl_via(&self.endpoint, args)
     }
 
-    /// `flagctl args` through `endpoint` (e.g. a proxy).
+    /// `flagctl args` through `endpoint` (e.g. a proxy); it must succeed.
     fn flagctl_via(&self, endpoint: &str, args: &[&str]) -> std::process::Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_flagctl"))
+        let output = self.flagctl_run(endpoint, &self.manifest, args);
+        assert!(output.status.success(), "flagctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        output
+    }
+
+    /// `flagctl args` with `manifest` as its `MANIFEST_TABLE`, whatever its outcome.
+    fn flagctl_run(&self, endpoint: &str, manifest: &str, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_flagctl"))
             .args(args)
             .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
@@ -76,11 +83,9 @@ impl Tables {
             .env_remove("AWS_PROFILE")
             .env("FLAGS_TABLE", &self.flags)
             .env("FLAGS_AUDIT_TABLE", &self.audit)
-            .env("MANIFEST_TABLE", &self.manifest)
+            .env("MANIFEST_TABLE", manifest)
             .output()
-            .expect("run flagctl");
-        assert!(output.status.success(), "flagctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        output
+            .expect("run flagctl")
     }
 
     async fn manifest_item(&self) -> Value {
@@ -364,6 +369,21 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[tokio::test]
+async fn flagctl_with_an_unusable_manifest_table_writes_nothing_and_says_why() {
+    let moto = shared_moto();
+    let tables = Tables::new(&moto.endpoint()).await;
+    put_flags(&tables.client, &tables.flags, &[json!({"key": "k", "enabled": true, "version": 1})]).await;
+    let output = tables.flagctl_run(&tables.endpoint, "no-such-manifest", &["set", "k", "enabled=false"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("change manifest"), "{stderr}");
+    let key = aws_sdk_dynamodb::types::AttributeValue::S("k".into());
+    let item = tables.client.get_item().table_name(&tables.flags).key("key", key).send().await.expect("GetItem");
+    let doc: Value = serde_dynamo::from_item(item.item.expect("flag")).expect("JSON");
+    assert_eq!((doc["enabled"].as_bool(), doc["version"].as_u64()), (Some(true), Some(1)), "nothing written");
 }
 
 fn subject() -> Subject {

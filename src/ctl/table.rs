@@ -155,8 +155,10 @@ impl FlagTable {
         let writes: Vec<Written> = batch.iter().map(|c| Written { key: c.key.clone(), at }).collect();
         let mut attempt = 1;
         loop {
-            let seen = read_consistent(&self.client, manifest_table, &self.table).await.map_err(manifest_error)?;
-            let put = manifest_put(manifest_table, &self.table, &seen, &seen.with(&writes)).map_err(manifest_error)?;
+            let seen = read_consistent(&self.client, manifest_table, &self.table).await;
+            let seen = seen.map_err(|e| CtlError::aws("GetItem (change manifest)", e))?;
+            let put = manifest_put(manifest_table, &self.table, &seen, &seen.with(&writes));
+            let put = put.map_err(|e| CtlError::aws("TransactWriteItems", e))?;
             let mut all = items.clone();
             all.push(TransactWriteItem::builder().put(put).build());
             let result = self.client.transact_write_items().set_transact_items(Some(all)).send().await;
@@ -241,10 +243,6 @@ fn only_manifest_failed(err: &SdkError<TransactWriteItemsError>, flag_items: usi
     let reasons = cancelled.cancellation_reasons();
     let failed = |r: &aws_sdk_dynamodb::types::CancellationReason| r.code().is_some_and(|c| c != "None");
     reasons.get(flag_items).is_some_and(failed) && !reasons[..flag_items.min(reasons.len())].iter().any(failed)
-}
-
-fn manifest_error(err: crate::freshness::ManifestError) -> CtlError {
-    CtlError::aws("TransactWriteItems", err)
 }
 
 fn audit_put(audit_table: &str, record: &AuditRecord) -> Result<TransactWriteItem, CtlError> {
