@@ -106,7 +106,7 @@ def wait_listening(port: int, child: subprocess.Popen, log: Path) -> None:
 def function_env(port: int) -> dict[str, str]:
     """The binary's environment: Lambda's variables, the example flags, events off. Nothing
     AWS- or flagfn-related is inherited, so a developer's shell cannot change the result."""
-    inherited = ("AWS_", "KINESIS_", "FLAGS_", "EVENTS_", "CACHE_", "BIND_ADDR", "RUST_LOG")
+    inherited = ("AWS_", "KINESIS_", "FLAGS_", "EVENTS_", "CACHE_", "MANIFEST_", "FRESHNESS_", "BIND_ADDR", "RUST_LOG")
     env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
     env.update(
         AWS_LAMBDA_RUNTIME_API=f"http://127.0.0.1:{port}/.rt/{FUNCTION}",

@@ -95,7 +95,7 @@ def read_stream(client) -> list[dict]:
 
 
 def function_env(moto_endpoint: str, overrides: list[str]) -> dict[str, str]:
-    inherited = ("AWS_", "KINESIS_", "FLAGS_", "EVENTS_", "CACHE_", "BIND_ADDR", "RUST_LOG")
+    inherited = ("AWS_", "KINESIS_", "FLAGS_", "EVENTS_", "CACHE_", "MANIFEST_", "FRESHNESS_", "BIND_ADDR", "RUST_LOG")
     env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
     env.update(
         FLAGS_FILE=str(ROOT / "examples" / "flags.json"),

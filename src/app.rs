@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::eval::{ErrorCode, EvalInput, Evaluation, Evaluator, FlagSource, NoFlags};
 use crate::events::EventPipeline;
+use crate::freshness::{Freshness, ManifestStore};
 use crate::outcome::{Outcome, Subject};
 use crate::sink::EventSink;
 use crate::store::FlagStore;
@@ -27,29 +28,47 @@ pub struct App {
     pub clock: Clock,
     /// Most flag keys one batch may name (`MAX_BATCH_FLAGS`).
     pub max_batch_flags: usize,
+    /// The change-manifest check (issue 14): invalidates changed flags after responses.
+    pub freshness: Freshness,
 }
 
 impl App {
     /// An app over `store`, sending events to `sink` (`None`: events off).
+    /// No change manifest: flags change only by TTL until [`App::with_manifest`].
     pub fn new(store: Arc<dyn FlagStore>, sink: Option<Arc<dyn EventSink>>, config: &Config, clock: Clock) -> Self {
         App {
             cache: FlagCache::new(store, config.cache),
             events: Arc::new(EventPipeline::new(sink, config.events.clone())),
+            freshness: Freshness::new(None, config.freshness.every, clock.wall()),
             clock,
             max_batch_flags: config.max_batch_flags,
         }
     }
 
+    /// The app reading `manifest` at most once per `FRESHNESS_SECONDS` after responses.
+    pub fn with_manifest(mut self, manifest: Arc<dyn ManifestStore>) -> Self {
+        self.freshness = Freshness::new(Some(manifest), self.freshness.every(), self.clock.wall());
+        self
+    }
+
     /// Whether anything must run after each response ([`App::after_response`]); when
     /// not, Lambda runs no extension at all.
     pub fn has_after_response_work(&self) -> bool {
-        self.events.enabled()
+        self.events.enabled() || self.freshness.enabled()
+    }
+
+    /// The freshness check when one is due (at most one manifest read per window). The
+    /// local server's background task calls this; Lambda runs it in [`App::after_response`].
+    pub async fn check_freshness(&self) {
+        self.freshness.check_if_due(&self.cache, self.clock.wall()).await;
     }
 
     /// The after-response phase: in Lambda, run by the internal extension once the
     /// response has been posted and before the environment may freeze. Nothing here is on
-    /// any request's path. Today: the event flush, when one is due (issue 16).
+    /// any request's path: the freshness check (issue 14) and the event flush, each only
+    /// when due (issue 16).
     pub async fn after_response(&self) {
+        self.check_freshness().await;
         if self.events.flush_due(self.clock.wall()) {
             let report = self.events.flush().await;
             tracing::debug!(sent = report.sent, kept = report.kept, "events flushed after the response");

@@ -125,6 +125,26 @@ impl Default for EventsConfig {
     }
 }
 
+/// Freshness settings (issue 14): how warm environments learn of flag changes before
+/// their cache TTL runs out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreshnessConfig {
+    /// The change-manifest table (`MANIFEST_TABLE`); `None`: no manifest, TTL only.
+    pub table: Option<String>,
+    /// How often a warm environment reads the manifest (`FRESHNESS_SECONDS`, default 5);
+    /// zero turns the check off (TTL only).
+    pub every: Duration,
+}
+
+impl Default for FreshnessConfig {
+    fn default() -> Self {
+        FreshnessConfig { table: None, every: Duration::from_secs(5) }
+    }
+}
+
+/// Longest `FRESHNESS_SECONDS`: an hour (past that the cache TTL is the better tool).
+pub const MAX_FRESHNESS: Duration = Duration::from_secs(3600);
+
 /// Everything the function needs to know about its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -139,6 +159,8 @@ pub struct Config {
     pub store_timeout: Duration,
     /// Event settings.
     pub events: EventsConfig,
+    /// Change-manifest settings (`MANIFEST_TABLE`, `FRESHNESS_SECONDS`).
+    pub freshness: FreshnessConfig,
     /// The Lambda Runtime API address when running inside Lambda.
     pub lambda_runtime_api: Option<String>,
     /// Address of the local HTTP server (`BIND_ADDR`).
@@ -190,12 +212,26 @@ impl Config {
             flush_max_age: millis(&get, "EVENTS_FLUSH_MAX_AGE_MS", Duration::from_secs(1), 0..=900_000)?,
             flush_interval: millis(&get, "EVENTS_FLUSH_INTERVAL_MS", event_defaults.flush_interval, 1..=3_600_000)?,
         };
+        let freshness = FreshnessConfig {
+            table: get("MANIFEST_TABLE").map(|t| t.trim().to_owned()),
+            every: seconds(&get, "FRESHNESS_SECONDS", FreshnessConfig::default().every, MAX_FRESHNESS)?,
+        };
         let bind_addr =
             parse(&get, "BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)), "an address like 127.0.0.1:3000")?;
         let log_filter = get("RUST_LOG")
             .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(|level| level.to_ascii_lowercase()))
             .unwrap_or_else(|| "info".to_owned());
-        Ok(Config { flags, cache, max_batch_flags, store_timeout, events, lambda_runtime_api, bind_addr, log_filter })
+        Ok(Config {
+            flags,
+            cache,
+            max_batch_flags,
+            store_timeout,
+            events,
+            freshness,
+            lambda_runtime_api,
+            bind_addr,
+            log_filter,
+        })
     }
 }
 
@@ -326,6 +362,19 @@ mod tests {
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.lambda_runtime_api, None);
         assert_eq!(c.log_filter, "info");
+        assert_eq!(c.freshness, FreshnessConfig { table: None, every: Duration::from_secs(5) });
+    }
+
+    #[test]
+    fn freshness_variables_are_read_and_range_checked() {
+        let c = config(&[("FLAGS_TABLE", "f"), ("MANIFEST_TABLE", " m "), ("FRESHNESS_SECONDS", "0")]).expect("valid");
+        assert_eq!(c.freshness, FreshnessConfig { table: Some("m".into()), every: Duration::ZERO });
+        let c = config(&[("FLAGS_TABLE", "f"), ("FRESHNESS_SECONDS", "3600")]).expect("largest");
+        assert_eq!(c.freshness.every, MAX_FRESHNESS);
+        for bad in ["3600.5", "-1", "soon", "NaN", "inf", "1e19"] {
+            let err = config(&[("FLAGS_TABLE", "f"), ("FRESHNESS_SECONDS", bad)]).expect_err(bad).to_string();
+            assert!(err.contains("FRESHNESS_SECONDS") && err.contains("from"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -6,9 +6,15 @@
 //! the event itself to that route. Both go through [`api::handle`], the same code the
 //! local server runs.
 //!
-//! Events: an internal extension registered for `INVOKE` waits until the runtime has
-//! handed the invocation's response to the Runtime API (Lambda has it and returns it to
-//! the caller), then flushes the event buffer — but only when a flush is due (issue 16:
+//! A third shape, a DynamoDB Streams event (`Records[].eventSource == "aws:dynamodb"`,
+//! from the flags table's stream), records the changed keys in the change manifest
+//! ([`crate::freshness::stream`], issue 14).
+//!
+//! After the response: an internal extension registered for `INVOKE` waits until the
+//! runtime has handed the invocation's response to the Runtime API (Lambda has it and
+//! returns it to the caller), then runs [`App::after_response`]: the freshness check
+//! (one manifest read per `FRESHNESS_SECONDS` at most, issue 14), and flushes the event
+//! buffer — but only when a flush is due (issue 16:
 //! `EVENTS_FLUSH_MIN` events, a full `PutRecords` worth of bytes, or the oldest event
 //! older than `EVENTS_FLUSH_MAX_AGE_MS`); otherwise it says "done" at once, so most
 //! invocations do not pay for a `PutRecords` in their billed `Duration`. Lambda freezes the
@@ -32,6 +38,7 @@ use tokio::sync::Notify;
 
 use crate::api::{self, ApiError, BodyEncoding, Method, Request, Response};
 use crate::app::App;
+use crate::freshness::stream;
 
 /// How long the SIGTERM handler may spend draining events (Lambda allows 500 ms for a
 /// function with internal extensions only).
@@ -55,6 +62,17 @@ struct Invocation<'a> {
     is_base64_encoded: bool,
     #[serde(borrow)]
     action: Option<Cow<'a, str>>,
+    /// A DynamoDB Streams (or other event source) batch.
+    #[serde(borrow, rename = "Records")]
+    records: Option<Vec<EventRecord<'a>>>,
+}
+
+/// Where one record of a `Records` batch comes from; the rest is read by the stream
+/// handler.
+#[derive(Debug, Deserialize)]
+struct EventRecord<'a> {
+    #[serde(borrow, rename = "eventSource")]
+    event_source: Option<Cow<'a, str>>,
 }
 
 /// Function URLs send header names in lower case.
@@ -91,6 +109,10 @@ pub async fn invoke(app: &App, event: &str, request_id: &str) -> String {
     };
     if let Some(http) = invocation.request_context.as_ref().and_then(|c| c.http.as_ref()) {
         return function_url(app, &invocation, &http.method, request_id).await;
+    }
+    let from_stream = |r: &EventRecord<'_>| r.event_source.as_deref() == Some(stream::EVENT_SOURCE);
+    if invocation.records.as_ref().is_some_and(|records| records.iter().any(from_stream)) {
+        return stream::record_stream_event(&app.freshness, &app.cache, event, app.clock.wall()).await;
     }
     let path =
         match invocation.action.as_deref() {

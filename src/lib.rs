@@ -10,8 +10,9 @@
 //! pure core     flag ──► eval ──► outcome            (flag, eval: no tokio, no AWS, no I/O)
 //! ports         store (FlagStore)      sink (EventSink)
 //! above ports   cache ──► store        events ──► sink, outcome
-//! the app       app ──► cache, events, eval, outcome
-//! edges         api ──► app     lambda, server ──► api, app     ctl ──► flag, eval, store
+//!               freshness ──► cache, store
+//! the app       app ──► cache, freshness, events, eval, outcome
+//! edges         api ──► app     lambda, server ──► api, app     ctl ──► flag, eval, store, freshness
 //! ```
 //!
 //! - [`bucket`] — the MD5 bucketing formulas (SPEC §3). A leaf: imports nothing.
@@ -35,15 +36,20 @@
 //! - [`events`] — the event pipeline (SPEC §7): the bounded buffer filled on the request
 //!   path, the records, and the flush after the response. Imports `outcome`, `sink`,
 //!   `config`, `backoff`; never `app` (its unit tests build one to drive it).
+//! - [`freshness`] — the change manifest (issue 14): warm environments learn of flag
+//!   changes within `FRESHNESS_SECONDS`, checked after responses, never on a request;
+//!   and the DynamoDB Streams handler that bumps it. Imports `cache`, `store`.
 //! - [`app`] — `App`, what a warm Lambda keeps, the one evaluation path (cache →
-//!   evaluator → events) every route uses, and the after-response phase.
+//!   evaluator → events) every route uses, and the after-response phase (the freshness
+//!   check, the event flush).
 //! - [`api`] — the HTTP API of SPEC §4 over a transport-neutral request/response,
 //!   including OFREP, input limits, and the one error → status map. Imports `app`.
-//! - [`lambda`] — function URL and direct-invoke events, the runtime loop, and the
-//!   internal extension that runs the after-response phase. Imports `api`, `app`.
+//! - [`lambda`] — function URL, direct-invoke and DynamoDB Streams events, the runtime
+//!   loop, and the internal extension that runs the after-response phase. Imports
+//!   `api`, `app`, `freshness`.
 //! - [`server`] — the same routes as a local HTTP server (`make run`). Imports `api`, `app`.
 //! - [`ctl`] — `flagctl`, the safe write path: validate, diff, apply, audit, explain.
-//!   Imports `flag`, `eval`, `store`, `bucket`; never the request path.
+//!   Imports `flag`, `eval`, `store`, `bucket`, `freshness` (to bump the manifest).
 #![deny(missing_docs)]
 
 pub mod api;
@@ -57,6 +63,7 @@ pub mod ctl;
 pub mod eval;
 pub mod events;
 pub mod flag;
+pub mod freshness;
 pub mod lambda;
 pub mod outcome;
 pub mod server;

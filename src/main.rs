@@ -9,6 +9,7 @@ use std::time::Duration;
 use flagfn::app::App;
 use flagfn::clock::Clock;
 use flagfn::config::{Config, FlagSourceConfig};
+use flagfn::freshness::{DynamoDbManifest, ManifestStore};
 use flagfn::sink::{EventSink, FileSink, KinesisSink};
 use flagfn::store::{DynamoDbStore, FileStore, FlagStore};
 
@@ -81,7 +82,11 @@ fn init_tracing(config: &Config) {
 }
 
 async fn run(config: Config) -> Result<(), Error> {
-    let app = Arc::new(App::new(store(&config).await?, sink(&config).await?, &config, Clock::system()));
+    let mut app = App::new(store(&config).await?, sink(&config).await?, &config, Clock::system());
+    if let Some(manifest) = manifest(&config).await {
+        app = app.with_manifest(manifest);
+    }
+    let app = Arc::new(app);
     if config.lambda_runtime_api.is_some() {
         return flagfn::lambda::run(app).await;
     }
@@ -112,6 +117,21 @@ async fn store(config: &Config) -> Result<Arc<dyn FlagStore>, Error> {
         }
         FlagSourceConfig::File(path) => Arc::new(FileStore::open(path)?),
     })
+}
+
+/// The change manifest (issue 14) of the flags table, when `MANIFEST_TABLE` is set and
+/// flags come from a table (a local flags file has no manifest).
+async fn manifest(config: &Config) -> Option<Arc<dyn ManifestStore>> {
+    let table = config.freshness.table.as_deref()?;
+    let FlagSourceConfig::Table(flags_table) = &config.flags else {
+        tracing::warn!("MANIFEST_TABLE is ignored: flags come from FLAGS_FILE");
+        return None;
+    };
+    if config.freshness.every.is_zero() {
+        tracing::info!(table, "FRESHNESS_SECONDS=0: warm environments see changes by TTL only");
+    }
+    let client = aws_sdk_dynamodb::Client::new(&aws().await);
+    Some(Arc::new(DynamoDbManifest::new(client, table, flags_table, config.store_timeout)))
 }
 
 async fn sink(config: &Config) -> Result<Option<Arc<dyn EventSink>>, Error> {

@@ -39,6 +39,7 @@ fn flagctl(endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
         .env_remove("AWS_PROFILE")
         .env_remove("FLAGS_TABLE")
         .env_remove("FLAGS_AUDIT_TABLE")
+        .env_remove("MANIFEST_TABLE")
         .envs(env.iter().copied())
         .output()
         .expect("run flagctl");

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// The layers of `src/lib.rs`, from the leaves outwards.
 const ORDER: &[&str] = &[
-    "bucket", "backoff", "clock", "config", "flag", "eval", "outcome", "store", "sink", "cache", "events", "app",
+    "bucket", "backoff", "clock", "config", "flag", "eval", "outcome", "store", "sink", "cache", "freshness", "events", "app",
     "api", "lambda", "server", "ctl",
 ];
 

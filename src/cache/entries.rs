@@ -89,6 +89,22 @@ impl Entries {
         evicted.is_some_and(|old| old != key)
     }
 
+    /// Makes `key` due for a re-read: a cached flag counts as fetched no later than
+    /// `expired` (so it is still servable stale if the store fails), a not-found entry is
+    /// forgotten (the flag may have been created). `true` if anything was held.
+    pub fn expire(&mut self, key: &str, expired: SystemTime) -> bool {
+        let flag = self.flags.peek_mut(key).map(|entry| entry.fetched = entry.fetched.min(expired)).is_some();
+        self.missing.pop(key).is_some() || flag
+    }
+
+    /// [`Entries::expire`] for every key held.
+    pub fn expire_all(&mut self, expired: SystemTime) {
+        for (_, entry) in self.flags.iter_mut() {
+            entry.fetched = entry.fetched.min(expired);
+        }
+        self.missing.clear();
+    }
+
     /// Flags and not-found keys held.
     pub fn len(&self) -> usize {
         self.flags.len() + self.missing.len()

@@ -45,6 +45,7 @@ pub const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 pub const UNAVAILABLE: &str = "flag store unavailable";
 
 mod entries;
+mod invalidate;
 mod resolve;
 mod snapshot;
 
@@ -129,6 +130,9 @@ pub struct FlagCache {
     snapshot: Mutex<SnapshotState>,
     /// After a failed store call: until when the store is left alone, and why it failed.
     backoff: Mutex<Option<(SystemTime, Arc<str>)>>,
+    /// Bumped by every invalidation ([`invalidate`]): a store read that started before an
+    /// invalidation and ends after it may hold the old value, so it is cached as expired.
+    generation: AtomicU64,
     stats: Counters,
 }
 
@@ -154,6 +158,7 @@ impl FlagCache {
             flights: Mutex::new(HashMap::new()),
             snapshot: Mutex::new(SnapshotState::default()),
             backoff: Mutex::new(None),
+            generation: AtomicU64::new(0),
             stats: Counters::default(),
         }
     }
@@ -269,6 +274,7 @@ impl FlagCache {
     /// Reads `keys` from the store, caches the answers and publishes them.
     async fn lead(&self, keys: Vec<Box<str>>, sender: FlightSender, now: SystemTime) {
         let _clear = ClearFlights { cache: self, keys: &keys };
+        let generation = self.generation.load(Relaxed);
         let owned: Vec<String>;
         let read = match &keys[..] {
             [key] => {
@@ -289,7 +295,7 @@ impl FlagCache {
                         *slot = Some(flag);
                     }
                 }
-                self.insert_all(found.iter().map(|(k, f)| (k.clone(), f.clone())), now);
+                self.insert_all(found.iter().map(|(k, f)| (k.clone(), f.clone())), now, generation);
                 Ok(Arc::new(found))
             }
             Err(why) => Err(why),
@@ -339,8 +345,15 @@ impl FlagCache {
         }
     }
 
-    fn insert_all(&self, flags: impl Iterator<Item = (Box<str>, Option<Arc<CompiledFlag>>)>, now: SystemTime) {
+    /// Caches what a store read returned; `generation` is the one the read started in.
+    fn insert_all(
+        &self,
+        flags: impl Iterator<Item = (Box<str>, Option<Arc<CompiledFlag>>)>,
+        now: SystemTime,
+        generation: u64,
+    ) {
         let mut entries = lock(&self.entries);
+        let now = self.fetched_at(now, generation);
         for (key, flag) in flags {
             if entries.insert(key, flag, now) {
                 self.stats.evictions.fetch_add(1, Relaxed);

@@ -75,10 +75,11 @@ impl FlagCache {
 
     async fn lead_scan(&self, sender: watch::Sender<Option<ScanResult>>, now: SystemTime) {
         let _clear = ClearScanFlight(self);
+        let generation = self.generation.load(Relaxed);
         let result = self.call_store("scan", 0, now, self.store.scan()).await.map(|flags| {
             let set = Arc::new(FlagSet::new(flags));
-            self.insert_all(set.iter().map(|f| (Box::from(f.key()), Some(f.clone()))), now);
-            lock(&self.snapshot).current = Some((now, set.clone()));
+            self.insert_all(set.iter().map(|f| (Box::from(f.key()), Some(f.clone()))), now, generation);
+            lock(&self.snapshot).current = Some((self.fetched_at(now, generation), set.clone()));
             tracing::debug!(flags = set.len(), "flag snapshot refreshed");
             set
         });
@@ -98,6 +99,15 @@ impl FlagCache {
                     _ => Err(message),
                 }
             }
+        }
+    }
+}
+
+impl SnapshotState {
+    /// Makes the snapshot due for a re-scan (still servable stale while the store fails).
+    pub(super) fn expire(&mut self, expired: SystemTime) {
+        if let Some((fetched, _)) = &mut self.current {
+            *fetched = (*fetched).min(expired);
         }
     }
 }

@@ -405,3 +405,5 @@ async fn a_deleted_flag_leaves_the_flag_cache_when_its_key_is_found_missing() {
     assert_eq!(kind(&cache.get("a", t0 + secs(400)).await), "unavailable");
     assert_eq!(cache.stats().entries, 1);
 }
+
+mod invalidation;

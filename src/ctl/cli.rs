@@ -154,6 +154,11 @@ pub struct AuditedTableArgs {
     /// The DynamoDB audit table (partition key `key`, sort key `at`).
     #[arg(long = "audit-table", env = "FLAGS_AUDIT_TABLE", value_name = "TABLE", value_parser = table_name)]
     pub audit_table: String,
+    /// The change-manifest table (partition key `id`): bumped in the same transaction,
+    /// so warm environments see the change within `FRESHNESS_SECONDS` even where the
+    /// flags table has no stream.
+    #[arg(long = "manifest-table", env = "MANIFEST_TABLE", value_name = "TABLE", value_parser = table_name)]
+    pub manifest_table: Option<String>,
 }
 
 /// File format for `export`.

@@ -198,7 +198,7 @@ async fn apply(
             Change { key: p.key, before: p.before, after: p.after, audit }
         })
         .collect();
-    let written = table.write(&tables.audit_table, &changes).await?;
+    let written = table.write(&tables.audit_table, tables.manifest_table.as_deref(), &changes).await?;
     println!("applied: {} flag(s) written as {who}", written.len());
     Ok(())
 }
@@ -290,7 +290,11 @@ async fn set(
     let audit = record(key, "update", &at, &who, Some(&before), &Some(after.clone()), changes, &message);
     let version = before.version + 1;
     table
-        .write(&tables.audit_table, &[Change { key: key.to_owned(), before: Some(before), after: Some(after), audit }])
+        .write(
+            &tables.audit_table,
+            tables.manifest_table.as_deref(),
+            &[Change { key: key.to_owned(), before: Some(before), after: Some(after), audit }],
+        )
         .await?;
     print!("{key}: version {version}\n{text}");
     Ok(())

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
@@ -16,6 +17,7 @@ use serde_json::{Map, Value};
 use super::audit::AuditRecord;
 use super::validate::MANAGED;
 use super::CtlError;
+use crate::freshness::{manifest_put, read_consistent, Written};
 
 /// A DynamoDB item as the SDK returns it.
 type Item = HashMap<String, AttributeValue>;
@@ -111,22 +113,60 @@ impl FlagTable {
     /// transaction. Each flag write is conditional on the version it was compared with
     /// (on absence for a new flag), so a concurrent change cancels its transaction: no
     /// flag of that transaction nor its record is written, and the error names it.
-    /// Returns the keys written.
-    pub async fn write(&self, audit_table: &str, changes: &[Change]) -> Result<Vec<String>, CtlError> {
+    /// With `manifest_table`, each transaction also bumps the change manifest (issue 14;
+    /// 49 flags per transaction then), so warm environments see the change within
+    /// `FRESHNESS_SECONDS` even without the table's stream. Returns the keys written.
+    pub async fn write(
+        &self,
+        audit_table: &str,
+        manifest_table: Option<&str>,
+        changes: &[Change],
+    ) -> Result<Vec<String>, CtlError> {
         let mut written = Vec::new();
-        for batch in changes.chunks(TRANSACTION_ITEMS / 2) {
-            let mut items = Vec::with_capacity(batch.len() * 2);
+        let per_transaction = (TRANSACTION_ITEMS - usize::from(manifest_table.is_some())) / 2;
+        for batch in changes.chunks(per_transaction) {
+            let mut items = Vec::with_capacity(batch.len() * 2 + 1);
             for change in batch {
                 items.push(self.flag_write(change)?);
                 items.push(audit_put(audit_table, &change.audit)?);
             }
-            let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+            let result = match manifest_table {
+                None => self.client.transact_write_items().set_transact_items(Some(items)).send().await.map(|_| ()),
+                Some(manifest) => self.write_with_manifest(manifest, items, batch).await?,
+            };
             if let Err(err) = result {
                 return Err(write_error(err, batch, written));
             }
             written.extend(batch.iter().map(|c| c.key.clone()));
         }
         Ok(written)
+    }
+
+    /// Sends `items` plus the manifest bump for `batch`, conditional on the manifest
+    /// version read just before; when only the manifest moved meanwhile (another writer
+    /// bumped it), reads it again and retries.
+    async fn write_with_manifest(
+        &self,
+        manifest_table: &str,
+        items: Vec<TransactWriteItem>,
+        batch: &[Change],
+    ) -> Result<Result<(), SdkError<TransactWriteItemsError>>, CtlError> {
+        let at = crate::freshness::millis(std::time::SystemTime::now());
+        let writes: Vec<Written> = batch.iter().map(|c| Written { key: c.key.clone(), at }).collect();
+        let mut attempt = 1;
+        loop {
+            let seen = read_consistent(&self.client, manifest_table, &self.table).await;
+            let seen = seen.map_err(|e| CtlError::aws("GetItem (change manifest)", e))?;
+            let put = manifest_put(manifest_table, &self.table, &seen, &seen.with(&writes));
+            let put = put.map_err(|e| CtlError::aws("TransactWriteItems", e))?;
+            let mut all = items.clone();
+            all.push(TransactWriteItem::builder().put(put).build());
+            let result = self.client.transact_write_items().set_transact_items(Some(all)).send().await;
+            match result {
+                Err(err) if attempt < MANIFEST_ATTEMPTS && only_manifest_failed(&err, items.len()) => attempt += 1,
+                other => return Ok(other.map(|_| ())),
+            }
+        }
     }
 
     fn flag_write(&self, change: &Change) -> Result<TransactWriteItem, CtlError> {
@@ -191,6 +231,20 @@ impl FlagTable {
     }
 }
 
+/// Transactions tried when only the manifest's condition fails (concurrent bumps).
+const MANIFEST_ATTEMPTS: u32 = 5;
+
+/// Whether a cancelled transaction failed on the manifest's condition (the item after
+/// the `flag_items` flag and audit writes) and on nothing else.
+fn only_manifest_failed(err: &SdkError<TransactWriteItemsError>, flag_items: usize) -> bool {
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() else {
+        return false;
+    };
+    let reasons = cancelled.cancellation_reasons();
+    let failed = |r: &aws_sdk_dynamodb::types::CancellationReason| r.code().is_some_and(|c| c != "None");
+    reasons.get(flag_items).is_some_and(failed) && !reasons[..flag_items.min(reasons.len())].iter().any(failed)
+}
+
 fn audit_put(audit_table: &str, record: &AuditRecord) -> Result<TransactWriteItem, CtlError> {
     let item: Item = serde_dynamo::to_item(record).map_err(|e| unreadable("audit record", &record.key, e))?;
     // Never overwrite a record (two writers in the same nanosecond).
@@ -208,11 +262,7 @@ fn to_item(value: &Value) -> Result<Item, CtlError> {
 
 /// A transaction that failed: cancelled on a failed condition is a conflict naming the
 /// flags whose condition failed; anything else an AWS failure.
-fn write_error(
-    err: aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>,
-    batch: &[Change],
-    written: Vec<String>,
-) -> CtlError {
+fn write_error(err: SdkError<TransactWriteItemsError>, batch: &[Change], written: Vec<String>) -> CtlError {
     if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() {
         let reasons = cancelled.cancellation_reasons();
         let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");

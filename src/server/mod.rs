@@ -2,7 +2,8 @@
 //!
 //! axum only carries bytes here: every request is turned into an [`api::Request`] and
 //! answered by [`api::handle`], exactly as in Lambda. Events are flushed by a background
-//! task on a short interval and drained on Ctrl-C / SIGTERM.
+//! task on a short interval and drained on Ctrl-C / SIGTERM. With a change manifest
+//! (`MANIFEST_TABLE`), another background task runs the freshness check (issue 14).
 //!
 //! Connections are accepted by [`connections`] (hyper's HTTP/1 with timeouts, a
 //! connection cap and a bounded graceful shutdown; see [`ServerLimits`]).
@@ -52,7 +53,11 @@ pub async fn serve_with(
     limits: ServerLimits,
 ) -> std::io::Result<()> {
     let flusher = Flusher::start(app.clone(), flush_interval)?;
+    let freshness = app.freshness.enabled().then(|| tokio::spawn(check_freshness_periodically(app.clone())));
     connections::serve_connections(app.clone(), listener, limits, shutdown).await;
+    if let Some(task) = freshness {
+        task.abort();
+    }
     flusher.stop().await;
     let stats = app.events.drain(DRAIN_BUDGET).await;
     if app.events.enabled() {
@@ -120,6 +125,20 @@ async fn flush_periodically(app: Arc<App>, every: Duration) {
             sink_healthy = app.events.flush().await.kept == 0;
         }
         poll = if buffered == 0 { FLUSH_POLL_IDLE } else { FLUSH_POLL };
+    }
+}
+
+/// The local server's freshness check (issue 14), off every request's path: it looks
+/// ten times per window whether a check is due, so a change is seen within one window
+/// plus a tenth (and the read), while [`App::check_freshness`] itself keeps it to one
+/// manifest read per window.
+async fn check_freshness_periodically(app: Arc<App>) {
+    let tick = (app.freshness.every() / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        app.check_freshness().await;
     }
 }
 
