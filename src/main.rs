@@ -11,7 +11,6 @@ use flagfn::clock::Clock;
 use flagfn::config::{Config, FlagSourceConfig};
 use flagfn::freshness::{DynamoDbManifest, ManifestStore};
 use flagfn::sink::{EventSink, FileSink, KinesisSink};
-use flagfn::store::{DynamoDbStore, FileStore, FlagStore};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -82,7 +81,10 @@ fn init_tracing(config: &Config) {
 }
 
 async fn run(config: Config) -> Result<(), Error> {
-    let mut app = App::new(store(&config).await?, sink(&config).await?, &config, Clock::system());
+    let store = flagfn::store::open(&config, aws).await?;
+    tracing::info!(flags = %store.describe(), "flag store");
+    let flags = store.describe();
+    let mut app = App::new(store, sink(&config).await?, &config, Clock::system());
     if let Some(manifest) = manifest(&config).await {
         app = app.with_manifest(manifest);
     }
@@ -91,7 +93,7 @@ async fn run(config: Config) -> Result<(), Error> {
         return flagfn::lambda::run(app).await;
     }
     let listener = tokio::net::TcpListener::bind(config.bind_addr).await?;
-    flagfn::server::print_banner(&config, listener.local_addr()?);
+    flagfn::server::print_banner(&config, &flags, listener.local_addr()?);
     flagfn::server::serve(app, listener, config.events.flush_interval, flagfn::server::shutdown_signal()).await?;
     Ok(())
 }
@@ -106,17 +108,6 @@ async fn aws() -> aws_config::SdkConfig {
         .operation_timeout(Duration::from_secs(5))
         .build();
     aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await
-}
-
-async fn store(config: &Config) -> Result<Arc<dyn FlagStore>, Error> {
-    Ok(match &config.flags {
-        FlagSourceConfig::Table(table) => {
-            tracing::info!(table, "flags from DynamoDB");
-            let client = aws_sdk_dynamodb::Client::new(&aws().await);
-            Arc::new(DynamoDbStore::with_timeout(client, table, config.store_timeout))
-        }
-        FlagSourceConfig::File(path) => Arc::new(FileStore::open(path)?),
-    })
 }
 
 /// The change manifest (issue 14) of the flags table, when `MANIFEST_TABLE` is set and

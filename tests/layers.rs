@@ -6,8 +6,23 @@ use std::path::Path;
 
 /// The layers of `src/lib.rs`, from the leaves outwards.
 const ORDER: &[&str] = &[
-    "bucket", "backoff", "clock", "config", "flag", "eval", "outcome", "store", "sink", "cache", "freshness", "events", "app",
-    "api", "lambda", "server", "ctl",
+    "bucket",
+    "backoff",
+    "clock",
+    "config",
+    "flag",
+    "eval",
+    "outcome",
+    "store",
+    "sink",
+    "cache",
+    "freshness",
+    "events",
+    "app",
+    "api",
+    "lambda",
+    "server",
+    "ctl",
 ];
 
 fn rank(module: &str) -> Option<usize> {

@@ -245,11 +245,8 @@ fn into_axum(response: Response) -> axum::response::Response {
 }
 
 /// What `make run` prints: where the server is and requests to paste.
-pub fn print_banner(config: &crate::config::Config, addr: std::net::SocketAddr) {
-    let flags = match &config.flags {
-        crate::config::FlagSourceConfig::File(path) => path.display().to_string(),
-        crate::config::FlagSourceConfig::Table(table) => format!("DynamoDB table {table}"),
-    };
+/// `flags` is the store's own [`crate::store::FlagStore::describe`].
+pub fn print_banner(config: &crate::config::Config, flags: &str, addr: std::net::SocketAddr) {
     let events = match (&config.events.stream, &config.events.file) {
         (Some(stream), _) => format!("Kinesis stream {stream}"),
         (None, Some(file)) => file.display().to_string(),

@@ -139,6 +139,10 @@ impl FlagStore for DynamoDbStore {
         Box::pin(self.batch_get(keys))
     }
 
+    fn describe(&self) -> String {
+        format!("DynamoDB table {}", self.table)
+    }
+
     fn scan(&self) -> BoxFuture<'_, Result<Vec<Arc<CompiledFlag>>, StoreError>> {
         Box::pin(self.scan_table())
     }

@@ -118,6 +118,10 @@ impl FlagStore for FileStore {
         })
     }
 
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn scan(&self) -> BoxFuture<'_, Result<Vec<Arc<CompiledFlag>>, StoreError>> {
         Box::pin(async move { Ok(self.current()?.iter().cloned().collect()) })
     }

@@ -17,6 +17,7 @@ use std::pin::Pin;
 
 use std::sync::Arc;
 
+use crate::config::{Config, FlagSourceConfig};
 use crate::flag::CompiledFlag;
 
 /// A boxed, sendable future: what the trait's methods return so the store can be a
@@ -39,6 +40,28 @@ pub trait FlagStore: Send + Sync {
 
     /// Every flag in the store (a paginated `Scan` on DynamoDB).
     fn scan(&self) -> BoxFuture<'_, Result<Vec<Arc<CompiledFlag>>, StoreError>>;
+
+    /// Where the flags come from, for people (the local server's banner, logs).
+    fn describe(&self) -> String {
+        "a flag store".to_owned()
+    }
+}
+
+/// Opens the flag store the configuration names — the one place a backend is chosen, so
+/// a new backend is its own file plus one arm here. `aws` is called only for backends
+/// that need the AWS SDK (a flags file never loads AWS configuration).
+pub async fn open<F, Fut>(config: &Config, aws: F) -> Result<Arc<dyn FlagStore>, StoreError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = aws_config::SdkConfig>,
+{
+    Ok(match &config.flags {
+        FlagSourceConfig::Table(table) => {
+            let client = aws_sdk_dynamodb::Client::new(&aws().await);
+            Arc::new(DynamoDbStore::with_timeout(client, table, config.store_timeout))
+        }
+        FlagSourceConfig::File(path) => Arc::new(FileStore::open(path)?),
+    })
 }
 
 /// A store read failed. Never means "not found": the cache serves stale values (or a
