@@ -17,6 +17,8 @@
 //! - [`cache`] — the warm LRU + TTL cache of compiled flags in front of the store:
 //!   single-flight misses, negative entries, stale-if-error.
 //! - [`clock`] — time, read once per request and injectable for tests.
+//! - [`metrics`] — CloudWatch metrics as EMF log lines, emitted after the response
+//!   from the counters the cache and the event pipeline keep (issue 15).
 //! - [`app`] — `App`, what a warm Lambda keeps, and the one evaluation path
 //!   (cache → evaluator → events) every route uses.
 //! - [`api`] — the HTTP API of SPEC §4 over a transport-neutral request/response,
@@ -37,6 +39,7 @@ pub mod eval;
 pub mod events;
 pub mod flag;
 pub mod lambda;
+pub mod metrics;
 pub mod outcome;
 pub mod server;
 pub mod sink;

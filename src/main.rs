@@ -81,7 +81,10 @@ fn init_tracing(config: &Config) {
 }
 
 async fn run(config: Config) -> Result<(), Error> {
-    let app = Arc::new(App::new(store(&config).await?, sink(&config).await?, &config, Clock::system()));
+    let metrics = flagfn::metrics::Metrics::open(&config.metrics)
+        .map_err(|error| format!("METRICS_FILE: cannot open {:?}: {error}", config.metrics.output))?;
+    let app = App::new(store(&config).await?, sink(&config).await?, &config, Clock::system()).with_metrics(metrics);
+    let app = Arc::new(app);
     if config.lambda_runtime_api.is_some() {
         return flagfn::lambda::run(app).await;
     }
