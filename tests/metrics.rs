@@ -313,3 +313,57 @@ fn the_local_server_writes_the_final_account_at_shutdown() {
     assert_eq!(total_evaluations(&lines), 3, "{lines:?}");
     assert_eq!(evaluations(&lines), [(("on".into(), "enabled".into()), 3)].into());
 }
+
+/// `scripts/cost_inputs.json`, the cost model's one table of figures.
+fn cost_inputs() -> Value {
+    let path = format!("{}/scripts/cost_inputs.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("cost inputs")).expect("cost inputs are JSON")
+}
+
+/// Within 10 % of what the cost model assumes.
+fn assert_near(measured: usize, input: &Value, what: &str) {
+    let assumed = input.as_f64().unwrap_or_else(|| panic!("{what} missing from cost_inputs.json"));
+    let ratio = measured as f64 / assumed;
+    assert!((0.9..=1.1).contains(&ratio), "{what}: measured {measured} bytes, cost_inputs.json says {assumed}");
+}
+
+/// The record sizes and EMF bytes `make cost` uses are measured here from real records
+/// and real lines, for the sample request the README describes: a user id, a
+/// three-attribute context, one flag with variants; ten hot flags per emit.
+#[tokio::test]
+async fn the_cost_model_uses_the_measured_record_and_emf_sizes() {
+    let inputs = cost_inputs();
+    let body = json!({"user_id": "user-12345", "flag_key": "abc",
+                      "context": {"plan": "pro", "country": "DE", "app_version": "5.2.1"}});
+    let mut sizes = Vec::new();
+    for mode in ["full", "summary"] {
+        let clock = Clock::manual();
+        let (app, sink) = file_app(&[("EVENTS_MODE", mode)], clock.clone());
+        assert_eq!(post(&app, "/evaluate", &body).await, 200);
+        app.events.flush().await;
+        let records = sink.records.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(records.len(), 1, "{mode}");
+        sizes.push(records[0].data.len() + records[0].partition_key.len());
+    }
+    assert_near(sizes[0], &inputs["kinesis_record_bytes_full"], "a full event record");
+    assert_near(sizes[1], &inputs["kinesis_record_bytes_summary"], "a summary record");
+
+    let flags: Vec<Value> =
+        (0..10).map(|i| json!({"key": format!("hot-flag-{i}"), "enabled": true, "rollout_percentage": 100})).collect();
+    let dir = std::env::temp_dir().join(unique_name("flagfn-cost"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("flags.json");
+    std::fs::write(&file, json!({ "flags": flags }).to_string()).expect("flags file");
+    let config = common::app::config(file.to_str().expect("path"), &[]);
+    let store = Arc::new(FileStore::open(&file).expect("flags"));
+    let sink = Arc::new(common::app::MemorySink::default());
+    let app = App::new(store, Some(sink), &config, Clock::manual());
+    let (app, out) = with_metrics(app, 20);
+    for i in 0..10 {
+        assert_eq!(evaluate(&app, &format!("hot-flag-{i}")).await, 200);
+    }
+    app.emit_metrics(true);
+    let bytes = out.0.lock().unwrap_or_else(PoisonError::into_inner).len();
+    assert_near(bytes, &inputs["emf_bytes_per_emit"], "one emit with ten hot flags");
+    let _ = std::fs::remove_dir_all(dir);
+}
