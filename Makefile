@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CARGO  ?= cargo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-rust test-template test-events test-rie rie-release test-interop bench loadtest lint build venv clean
+.PHONY: run test test-rust test-template test-events test-rie rie-release test-interop test-cost cost bench loadtest lint build venv clean
 
 # Project-local Python tools (moto, cargo-lambda, cfn-lint, SAM CLI, the OpenFeature SDK),
 # pinned in scripts/requirements.txt. Git-ignored; rebuilt when the requirements change.
@@ -30,7 +30,7 @@ run:
 ## golden and integration tests (moto started by the tests themselves), the template
 ## lint, every sample event through `cargo lambda invoke` and through AWS's Runtime
 ## Interface Emulator (with Kinesis), and the OpenFeature interop.
-test: venv test-rust test-template test-events test-rie test-interop
+test: venv test-rust test-template test-events test-rie test-interop test-cost
 	@echo "== all tests passed"
 
 test-rust: venv
@@ -58,6 +58,15 @@ rie-release: venv
 
 test-interop: venv test-rust
 	$(PY) tests/interop/test_ofrep.py --binary target/debug/flagfn
+
+## make cost — US dollars per million evaluations at 1, 100 and 10,000 requests/s, from
+## the measured figures and prices in scripts/cost_inputs.json (README "Cost").
+cost:
+	python3 scripts/cost.py
+
+## The README's Cost table equals `make cost`'s output (plain python3, no tools needed).
+test-cost:
+	cd scripts && python3 -m unittest -q test_cost
 
 ## make bench — criterion benchmarks (eval, cache, handler, events); figures in README.
 bench:

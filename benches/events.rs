@@ -41,6 +41,19 @@ fn events(c: &mut Criterion) {
             time_with_flushes(iters, &pipeline, || pipeline.record(black_box(&subject), now, black_box(&outcomes)))
         });
     });
+    // The same with the per-flag metrics tally on (issue 15; on by default in Lambda).
+    let tallied = EventPipeline::new(Some(Arc::new(NullSink)), config().events);
+    tallied.count_flags(true);
+    group.bench_function("record_1_tallied", |b| {
+        b.iter_custom(|iters| {
+            time_with_flushes(iters, &tallied, || tallied.record(black_box(&subject), now, black_box(&outcomes[2..3])))
+        });
+    });
+    group.bench_function("record_100_tallied", |b| {
+        b.iter_custom(|iters| {
+            time_with_flushes(iters, &tallied, || tallied.record(black_box(&subject), now, black_box(&outcomes)))
+        });
+    });
     // The deferred work, per 1,000 events: serialize + hand to the sink.
     group.bench_function("flush_1000", |b| {
         b.iter_batched(

@@ -32,6 +32,8 @@ fn handler(c: &mut Criterion) {
     let flags = mixed_flags(100);
     let keys: Vec<String> = flags.iter().map(|f| f.key().to_owned()).collect();
     let app = App::new(Arc::new(MemoryStore(flags)), Some(Arc::new(NullSink)), &config(), Clock::system());
+    // As in Lambda, where metrics are on by default: every evaluation is tallied per flag.
+    app.events.count_flags(true);
     let context = json!({"country": "US", "plan": "pro", "app_version": "4.2.0"});
     let users = &users()[..64];
     let one: Vec<String> =

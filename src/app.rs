@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::eval::{ErrorCode, EvalInput, Evaluation, Evaluator, FlagSource, NoFlags};
 use crate::events::EventPipeline;
 use crate::freshness::{Freshness, ManifestStore};
+use crate::metrics::{Metrics, Reading};
 use crate::outcome::{Outcome, Subject};
 use crate::sink::EventSink;
 use crate::store::FlagStore;
@@ -30,6 +31,8 @@ pub struct App {
     pub max_batch_flags: usize,
     /// The change-manifest check (issue 14): invalidates changed flags after responses.
     pub freshness: Freshness,
+    /// EMF metrics, written after responses (`None`: off). Set by [`App::with_metrics`].
+    pub metrics: Option<Metrics>,
 }
 
 impl App {
@@ -42,6 +45,7 @@ impl App {
             freshness: Freshness::new(None, config.freshness.every, clock.wall()),
             clock,
             max_batch_flags: config.max_batch_flags,
+            metrics: None,
         }
     }
 
@@ -51,10 +55,17 @@ impl App {
         self
     }
 
+    /// This app with EMF metrics on: evaluations are tallied per flag from now on.
+    pub fn with_metrics(mut self, metrics: Option<Metrics>) -> Self {
+        self.events.count_flags(metrics.is_some());
+        self.metrics = metrics;
+        self
+    }
+
     /// Whether anything must run after each response ([`App::after_response`]); when
     /// not, Lambda runs no extension at all.
     pub fn has_after_response_work(&self) -> bool {
-        self.events.enabled() || self.freshness.enabled()
+        self.events.enabled() || self.freshness.enabled() || self.metrics.is_some()
     }
 
     /// The freshness check when one is due (at most one manifest read per window). The
@@ -66,13 +77,54 @@ impl App {
     /// The after-response phase: in Lambda, run by the internal extension once the
     /// response has been posted and before the environment may freeze. Nothing here is on
     /// any request's path: the freshness check (issue 14) and the event flush, each only
-    /// when due (issue 16).
+    /// when due (issue 16), then the metrics, when `METRICS_INTERVAL_MS` has passed since
+    /// the last emit (so the lines also report this flush's sends and drops).
     pub async fn after_response(&self) {
         self.check_freshness().await;
         if self.events.flush_due(self.clock.wall()) {
             let report = self.events.flush().await;
             tracing::debug!(sent = report.sent, kept = report.kept, "events flushed after the response");
         }
+        self.emit_metrics(false);
+    }
+
+    /// Writes the EMF lines when they are due (or at once with `force`, for the final
+    /// account at shutdown, after the last drain). Returns the lines written.
+    pub fn emit_metrics(&self, force: bool) -> usize {
+        let Some(metrics) = &self.metrics else { return 0 };
+        let now = self.clock.wall();
+        if !force && !metrics.due(now) {
+            return 0;
+        }
+        metrics.emit(&self.readings(), self.events.take_flag_counts(), now)
+    }
+
+    /// Every counter the metrics report, read now: cumulative ones are turned into
+    /// increases since the last emit. One line per metric: add a counter here.
+    fn readings(&self) -> Vec<Reading> {
+        let cache = self.cache.stats();
+        let events = self.events.stats();
+        let freshness = self.freshness.stats();
+        vec![
+            Reading::Cumulative("CacheHits", cache.hits),
+            Reading::Cumulative("CacheMisses", cache.misses),
+            Reading::Cumulative("CacheStaleServes", cache.stale_serves),
+            Reading::Cumulative("CacheEvictions", cache.evictions),
+            Reading::Cumulative("StoreReads", cache.store_reads),
+            Reading::Cumulative("StoreErrors", cache.store_errors),
+            Reading::Cumulative("LenientReads", crate::store::lenient_reads()),
+            Reading::Cumulative("EventsRecorded", events.recorded),
+            Reading::Cumulative("EventsSampledOut", events.sampled_out),
+            Reading::Cumulative("EventsDelivered", events.delivered),
+            Reading::Cumulative("EventsDropped", events.dropped),
+            Reading::Cumulative("EventRecordsSent", events.sent),
+            Reading::Cumulative("EventRecordsRetried", events.retried),
+            Reading::Level("EventsBuffered", events.buffered as u64),
+            Reading::Cumulative("ManifestChecks", freshness.checks),
+            Reading::Cumulative("ManifestReadFailures", freshness.read_failures),
+            Reading::Cumulative("ManifestInvalidatedKeys", freshness.invalidated_keys),
+            Reading::Cumulative("ManifestInvalidatedAll", freshness.invalidated_all),
+        ]
     }
 
     /// Evaluates one flag for `subject` and records its event: the single-flag routes.

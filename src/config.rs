@@ -145,6 +145,37 @@ impl Default for FreshnessConfig {
 /// Longest `FRESHNESS_SECONDS`: an hour (past that the cache TTL is the better tool).
 pub const MAX_FRESHNESS: Duration = Duration::from_secs(3600);
 
+/// Where EMF metric lines go (issue 15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsOutput {
+    /// No metrics (`METRICS=off`, or the local server without `METRICS_FILE`).
+    Off,
+    /// Standard output: the function's log in Lambda, or `METRICS_FILE=-` locally.
+    Stdout,
+    /// A file, appended to (`METRICS_FILE`, local server only).
+    File(PathBuf),
+}
+
+/// CloudWatch embedded-metric-format settings (issue 15; README "Metrics").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where the lines go.
+    pub output: MetricsOutput,
+    /// CloudWatch namespace (`METRICS_NAMESPACE`).
+    pub namespace: String,
+    /// The `Service` dimension's value: the Lambda function's name, or `flagfn-local`.
+    pub service: String,
+    /// Flags given their own `Flag` dimension per emit, the most evaluated first
+    /// (`EMF_FLAG_DIMENSIONS=off|top:N`; 0 = off).
+    pub flag_dimensions: usize,
+    /// Least time between two emits (`METRICS_INTERVAL_MS`).
+    pub interval: Duration,
+}
+
+/// Most `EMF_FLAG_DIMENSIONS=top:N`: each flag costs up to one EMF line per outcome per
+/// emit, and one CloudWatch custom metric per (flag, outcome).
+pub const MAX_FLAG_DIMENSIONS: usize = 100;
+
 /// Everything the function needs to know about its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -167,6 +198,8 @@ pub struct Config {
     pub bind_addr: SocketAddr,
     /// Log filter (`RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`).
     pub log_filter: String,
+    /// EMF metrics.
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -221,6 +254,7 @@ impl Config {
         let log_filter = get("RUST_LOG")
             .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(|level| level.to_ascii_lowercase()))
             .unwrap_or_else(|| "info".to_owned());
+        let metrics = metrics(&get, lambda_runtime_api.is_some())?;
         Ok(Config {
             flags,
             cache,
@@ -231,6 +265,7 @@ impl Config {
             lambda_runtime_api,
             bind_addr,
             log_filter,
+            metrics,
         })
     }
 }
@@ -330,6 +365,45 @@ fn events_mode(get: &impl Fn(&str) -> Option<String>) -> Result<EventsMode, Conf
             _ => Err(invalid("EVENTS_MODE", &v, "full, summary or both")),
         },
     }
+}
+
+fn metrics(get: &impl Fn(&str) -> Option<String>, in_lambda: bool) -> Result<MetricsConfig, ConfigError> {
+    let on = boolean(get, "METRICS", true)?;
+    let output = match (on, in_lambda, get("METRICS_FILE")) {
+        (false, _, _) => MetricsOutput::Off,
+        (true, true, _) => MetricsOutput::Stdout,
+        (true, false, Some(file)) if file.trim() == "-" => MetricsOutput::Stdout,
+        (true, false, Some(file)) => MetricsOutput::File(PathBuf::from(file)),
+        (true, false, None) => MetricsOutput::Off,
+    };
+    let namespace = get("METRICS_NAMESPACE").map_or_else(|| "flagfn".to_owned(), |n| n.trim().to_owned());
+    if !valid_namespace(&namespace) {
+        let why = "1-255 characters of A-Z a-z 0-9 . - _ / # :, not starting with AWS/";
+        return Err(invalid("METRICS_NAMESPACE", &namespace, why));
+    }
+    let flag_dimensions = match get("EMF_FLAG_DIMENSIONS").map(|v| v.trim().to_ascii_lowercase()) {
+        None => 20,
+        Some(v) if v == "off" => 0,
+        Some(v) => match v.strip_prefix("top:").map(str::parse::<usize>) {
+            Some(Ok(n)) if (1..=MAX_FLAG_DIMENSIONS).contains(&n) => n,
+            _ => return Err(invalid("EMF_FLAG_DIMENSIONS", &v, "off or top:N with N from 1 to 100")),
+        },
+    };
+    Ok(MetricsConfig {
+        output,
+        namespace,
+        service: get("AWS_LAMBDA_FUNCTION_NAME").map_or_else(|| "flagfn-local".to_owned(), |n| n.trim().to_owned()),
+        flag_dimensions,
+        interval: millis(get, "METRICS_INTERVAL_MS", Duration::from_secs(60), 0..=3_600_000)?,
+    })
+}
+
+/// CloudWatch's namespace rules: printable ASCII from a small set, at most 255
+/// characters, and `AWS/` is reserved for AWS services.
+fn valid_namespace(namespace: &str) -> bool {
+    (1..=255).contains(&namespace.len())
+        && !namespace.starts_with("AWS/")
+        && namespace.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_/#:".contains(&b))
 }
 
 #[cfg(test)]
@@ -497,5 +571,66 @@ mod tests {
                 .expect("valid");
         let now = std::time::SystemTime::now();
         assert!(now.checked_add(c.cache.ttl + c.cache.stale_if_error + c.cache.negative_ttl).is_some());
+    }
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn metrics_config(vars: &[(&str, &str)]) -> Result<MetricsConfig, ConfigError> {
+        let mut map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        map.insert("FLAGS_FILE".into(), "examples/flags.json".into());
+        Config::from_lookup(|name| map.get(name).cloned()).map(|c| c.metrics)
+    }
+
+    #[test]
+    fn metrics_default_to_stdout_in_lambda_and_off_locally_without_a_file() {
+        let local = metrics_config(&[]).expect("valid");
+        assert_eq!(local.output, MetricsOutput::Off);
+        assert_eq!((local.namespace.as_str(), local.service.as_str()), ("flagfn", "flagfn-local"));
+        assert_eq!((local.flag_dimensions, local.interval), (20, Duration::from_secs(60)));
+        let lambda =
+            metrics_config(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"), ("AWS_LAMBDA_FUNCTION_NAME", "flags-fn")])
+                .expect("valid");
+        assert_eq!((lambda.output, lambda.service.as_str()), (MetricsOutput::Stdout, "flags-fn"));
+        let off = metrics_config(&[("AWS_LAMBDA_RUNTIME_API", "x"), ("METRICS", "off")]).expect("valid");
+        assert_eq!(off.output, MetricsOutput::Off);
+        assert_eq!(metrics_config(&[("METRICS_FILE", "-")]).expect("valid").output, MetricsOutput::Stdout);
+        let file = metrics_config(&[
+            ("METRICS_FILE", "m.jsonl"),
+            ("METRICS_NAMESPACE", "Team/flags_1"),
+            ("EMF_FLAG_DIMENSIONS", "top:100"),
+            ("METRICS_INTERVAL_MS", "0"),
+        ])
+        .expect("valid");
+        assert_eq!(file.output, MetricsOutput::File("m.jsonl".into()));
+        assert_eq!(
+            (file.namespace.as_str(), file.flag_dimensions, file.interval),
+            ("Team/flags_1", 100, Duration::ZERO)
+        );
+        assert_eq!(metrics_config(&[("EMF_FLAG_DIMENSIONS", "OFF")]).expect("valid").flag_dimensions, 0);
+    }
+
+    #[test]
+    fn bad_metrics_settings_name_the_variable() {
+        let long = "n".repeat(256);
+        for (name, value) in [
+            ("METRICS", "maybe"),
+            ("METRICS_NAMESPACE", "AWS/Lambda"),
+            ("METRICS_NAMESPACE", "has space"),
+            ("METRICS_NAMESPACE", long.as_str()),
+            ("METRICS_NAMESPACE", "é"),
+            ("EMF_FLAG_DIMENSIONS", "top:0"),
+            ("EMF_FLAG_DIMENSIONS", "top:101"),
+            ("EMF_FLAG_DIMENSIONS", "20"),
+            ("EMF_FLAG_DIMENSIONS", "top:-1"),
+            ("METRICS_INTERVAL_MS", "3600001"),
+            ("METRICS_INTERVAL_MS", "-5"),
+        ] {
+            let error = metrics_config(&[(name, value)]).expect_err(value).to_string();
+            assert!(error.starts_with(name), "{name}={value}: {error}");
+        }
     }
 }

@@ -290,6 +290,8 @@ fn spawn_shutdown_drain(app: Arc<App>) {
         // Starts no sink call it cannot finish within the budget, cuts one still in flight
         // at the deadline, counts what is left as dropped and logs the account.
         app.events.shutdown(SHUTDOWN_BUDGET).await;
+        // The final metrics, after the drain, so they count its sends and drops.
+        app.emit_metrics(true);
         std::process::exit(0);
     });
 }

@@ -10,8 +10,8 @@
 //! pure core     flag ──► eval ──► outcome            (flag, eval: no tokio, no AWS, no I/O)
 //! ports         store (FlagStore)      sink (EventSink)
 //! above ports   cache ──► store        events ──► sink, outcome
-//!               freshness ──► cache, store
-//! the app       app ──► cache, freshness, events, eval, outcome
+//!               freshness ──► cache, store      metrics ──► events
+//! the app       app ──► cache, freshness, events, metrics, eval, outcome
 //! edges         api ──► app     lambda, server ──► api, app     ctl ──► flag, eval, store, freshness
 //! ```
 //!
@@ -39,9 +39,12 @@
 //! - [`freshness`] — the change manifest (issue 14): warm environments learn of flag
 //!   changes within `FRESHNESS_SECONDS`, checked after responses, never on a request;
 //!   and the DynamoDB Streams handler that bumps it. Imports `cache`, `store`.
+//! - [`metrics`] — CloudWatch metrics as EMF log lines, written after the response from
+//!   the counters the cache, freshness and the event pipeline keep (issue 15); the
+//!   per-flag tally lives in `events`. Imports `config`, `events`.
 //! - [`app`] — `App`, what a warm Lambda keeps, the one evaluation path (cache →
 //!   evaluator → events) every route uses, and the after-response phase (the freshness
-//!   check, the event flush).
+//!   check, the event flush, the metrics).
 //! - [`api`] — the HTTP API of SPEC §4 over a transport-neutral request/response,
 //!   including OFREP, input limits, and the one error → status map. Imports `app`.
 //! - [`lambda`] — function URL, direct-invoke and DynamoDB Streams events, the runtime
@@ -65,6 +68,7 @@ pub mod events;
 pub mod flag;
 pub mod freshness;
 pub mod lambda;
+pub mod metrics;
 pub mod outcome;
 pub mod server;
 pub mod sink;

@@ -81,10 +81,12 @@ fn init_tracing(config: &Config) {
 }
 
 async fn run(config: Config) -> Result<(), Error> {
+    let metrics = flagfn::metrics::Metrics::open(&config.metrics)
+        .map_err(|error| format!("METRICS_FILE: cannot open {:?}: {error}", config.metrics.output))?;
     let store = flagfn::store::open(&config, aws).await?;
     tracing::info!(flags = %store.describe(), "flag store");
     let flags = store.describe();
-    let mut app = App::new(store, sink(&config).await?, &config, Clock::system());
+    let mut app = App::new(store, sink(&config).await?, &config, Clock::system()).with_metrics(metrics);
     if let Some(manifest) = manifest(&config).await {
         app = app.with_manifest(manifest);
     }

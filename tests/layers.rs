@@ -18,6 +18,7 @@ const ORDER: &[&str] = &[
     "cache",
     "freshness",
     "events",
+    "metrics",
     "app",
     "api",
     "lambda",

@@ -14,7 +14,7 @@
 //! unsent at shutdown) or still buffered; at shutdown [`EventPipeline::shutdown`] logs
 //! `delivered + dropped == recorded`.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +25,8 @@ use crate::outcome::{Outcome, Subject};
 use crate::sink::EventSink;
 use buffer::Buffer;
 use record::{sampled_in, summaries, Entry, Pending, RequestPart};
+pub use tally::FlagCounts;
+use tally::FlagTally;
 
 /// Most send attempts for a record within one flush before it waits for the next flush.
 const MAX_ATTEMPTS: u32 = 4;
@@ -97,6 +99,11 @@ pub struct EventPipeline {
     hold: Mutex<Hold>,
     /// How long the last sink call took: a shutdown drain starts no call it cannot finish.
     last_call: Mutex<Duration>,
+    /// Whether evaluations are tallied per flag for the metrics ([`EventPipeline::count_flags`]).
+    tally_on: AtomicBool,
+    /// Evaluations per flag and outcome since the metrics last took them. Its own lock:
+    /// taken once per request, held for a few increments, never across an `.await`.
+    tally: Mutex<FlagTally>,
 }
 
 impl std::fmt::Debug for EventPipeline {
@@ -129,7 +136,19 @@ impl EventPipeline {
             counters: Counters::default(),
             hold: Mutex::new(Hold::default()),
             last_call: Mutex::new(Duration::ZERO),
+            tally_on: AtomicBool::new(false),
+            tally: Mutex::new(FlagTally::default()),
         }
+    }
+
+    /// Turns the per-flag tally on (the metrics are on), also when events are off.
+    pub fn count_flags(&self, on: bool) {
+        self.tally_on.store(on, Relaxed);
+    }
+
+    /// Evaluations per flag and outcome since the last call (issue 15's metrics).
+    pub fn take_flag_counts(&self) -> FlagCounts {
+        lock(&self.tally).take()
     }
 
     /// Whether events are being collected at all.
@@ -159,7 +178,13 @@ impl EventPipeline {
 
     /// Records one request's evaluations. Never blocks on the sink, never fails.
     pub fn record(&self, subject: &Subject, timestamp: SystemTime, outcomes: &[Outcome]) {
-        if self.sink.is_none() || outcomes.is_empty() {
+        if outcomes.is_empty() {
+            return;
+        }
+        if self.tally_on.load(Relaxed) {
+            lock(&self.tally).count(outcomes);
+        }
+        if self.sink.is_none() {
             return;
         }
         let context = self.config.include_context.then(|| subject.context.clone());
@@ -367,6 +392,7 @@ impl EventPipeline {
 mod buffer;
 mod record;
 mod send;
+pub mod tally;
 use send::Sent;
 
 #[cfg(test)]

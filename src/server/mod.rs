@@ -63,6 +63,7 @@ pub async fn serve_with(
     if app.events.enabled() {
         tracing::info!(sent = stats.sent, dropped = stats.dropped, left = stats.buffered, "events drained");
     }
+    app.emit_metrics(true);
     Ok(())
 }
 
@@ -123,6 +124,7 @@ async fn flush_periodically(app: Arc<App>, every: Duration) {
         if last.elapsed() >= every || (sink_healthy && buffered >= FLUSH_EARLY_AT) {
             last = tokio::time::Instant::now();
             sink_healthy = app.events.flush().await.kept == 0;
+            app.emit_metrics(false);
         }
         poll = if buffered == 0 { FLUSH_POLL_IDLE } else { FLUSH_POLL };
     }

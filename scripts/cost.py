@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""`make cost`: what flagfn costs per million evaluations at 1, 100 and 10,000 requests/s.
+
+Every figure comes from scripts/cost_inputs.json (prices and measured sizes and
+durations) and template.yaml (the function's memory size), so the table can be
+re-derived after any of them changes. The README's "Cost" section is this script's
+output verbatim; scripts/test_cost.py (run by `make test`) fails if they differ.
+
+Model (one line per component; README "Cost" explains each):
+- environments = max(1, ceil(rate x billed duration)): the fewest warm environments
+  that can carry the rate (Lambda keeps at least that many; more only adds the
+  per-environment terms below).
+- Lambda: one request per `evaluations_per_request` evaluations; Duration billed per
+  started millisecond of the median (it includes the after-response flush).
+- Kinesis on-demand (the template's mode): each record billed in whole KiB; summary mode
+  sends one record per hot flag per flush per environment; the stream hour is a fixed
+  cost, shared by whatever flows through it.
+- DynamoDB: one eventually consistent read per hot flag per TTL per environment, and at
+  most one manifest read per 5 s per environment (issue 14).
+- CloudWatch Logs: one EMF emit per environment per METRICS_INTERVAL_MS, plus Lambda's
+  own per-invocation platform lines (an estimate).
+"""
+
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GIB = 1024**3
+MILLION = 1_000_000
+
+
+def memory_mb(template: Path) -> int:
+    match = re.search(r"^\s+MemorySize:\s*(\d+)\s*$", template.read_text(), re.M)
+    if not match:
+        sys.exit(f"no MemorySize in {template}")
+    return int(match.group(1))
+
+
+def components(i: dict, rate: float, memory_gb: float) -> dict:
+    """Dollars per million evaluations at `rate` requests/s, by component."""
+    requests = MILLION / i["evaluations_per_request"]
+    seconds = requests / rate  # how long a million evaluations take at this rate
+    billed_ms = math.ceil(i["handler_duration_ms_median"])
+    envs = max(1, math.ceil(rate * billed_ms / 1000))
+    per_env_rate = rate * i["evaluations_per_request"] / envs
+    flushes_per_s = max(per_env_rate / i["events_flush_min"], min(per_env_rate, 1 / i["events_flush_max_age_s"]))
+    events_per_flush = per_env_rate / flushes_per_s
+    summary_records = envs * flushes_per_s * seconds * min(i["hot_flags"], events_per_flush)
+    unit = i["kinesis_on_demand_billing_unit_bytes"]
+    kib = lambda size: math.ceil(size / unit) * unit  # noqa: E731 - billed size of one record
+    reads = envs * seconds * (i["hot_flags"] / i["cache_ttl_s"] + 1 / i["manifest_check_interval_s"])
+    emf_bytes = envs * seconds / i["metrics_interval_s"] * i["emf_bytes_per_emit"]
+    return {
+        "envs": envs,
+        "Lambda requests": requests / MILLION * i["lambda_price_per_million_requests"],
+        "Lambda duration": requests * billed_ms / 1000 * memory_gb * i["lambda_price_per_gb_second_arm64"],
+        "Kinesis, full events": MILLION * kib(i["kinesis_record_bytes_full"]) / GIB
+        * i["kinesis_on_demand_price_per_gb_ingested"],
+        "Kinesis, summary events": summary_records * kib(i["kinesis_record_bytes_summary"]) / GIB
+        * i["kinesis_on_demand_price_per_gb_ingested"],
+        "Kinesis stream hours": seconds / 3600 * i["kinesis_on_demand_price_per_stream_hour"],
+        "DynamoDB reads": reads * i["dynamodb_read_request_units_per_read"] / MILLION
+        * i["dynamodb_price_per_million_read_request_units"],
+        "CloudWatch Logs, EMF": emf_bytes / GIB * i["cloudwatch_logs_price_per_gb_ingested"],
+        "CloudWatch Logs, platform lines*": requests * i["platform_log_bytes_per_invocation"] / GIB
+        * i["cloudwatch_logs_price_per_gb_ingested"],
+    }
+
+
+def table(i: dict, memory: int) -> str:
+    rates = i["rates_per_second"]
+    columns = [components(i, rate, memory / 1024) for rate in rates]
+    rows = [k for k in columns[0] if k != "envs"]
+    width = max(len(r) for r in rows + ["Total, summary events"]) + 2
+    head = "".ljust(width) + "".join(f"{f'{r:,} req/s':>14}" for r in rates)
+    lines = [
+        f"flagfn: US dollars per million evaluations ({memory} MB arm64, "
+        f"{i['handler_duration_ms_median']} ms median Duration, {i['hot_flags']} hot flags)",
+        "",
+        head,
+        "".ljust(width) + "".join(f"{str(c['envs']) + ' env':>14}" for c in columns),
+    ]
+    for row in rows:
+        lines.append(row.ljust(width) + "".join(f"{c[row]:>14.4f}" for c in columns))
+    full = [sum(v for k, v in c.items() if k not in ("envs", "Kinesis, summary events")) for c in columns]
+    summary = [sum(v for k, v in c.items() if k not in ("envs", "Kinesis, full events")) for c in columns]
+    lines.append("Total, full events".ljust(width) + "".join(f"{v:>14.4f}" for v in full))
+    lines.append("Total, summary events".ljust(width) + "".join(f"{v:>14.4f}" for v in summary))
+    units = math.ceil(i["kinesis_record_bytes_full"] / i["kinesis_put_payload_unit_bytes"])
+    lines += [
+        "",
+        f"Kinesis PUT payload units (provisioned mode): {units} per full event "
+        f"({i['kinesis_record_bytes_full']} B); a summary record ({i['kinesis_record_bytes_summary']} B) "
+        "is 1 unit per hot flag per flush.",
+        "* estimate, not measured: Lambda's own START/REPORT lines.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    inputs = json.loads((ROOT / "scripts" / "cost_inputs.json").read_text())
+    print(table(inputs, memory_mb(ROOT / "template.yaml")))
+
+
+if __name__ == "__main__":
+    main()

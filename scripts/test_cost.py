@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""`make test-cost`: the README's "Cost" table is exactly what `make cost` prints, and
+the model's arithmetic holds for hand-checked figures."""
+
+import io
+import json
+import math
+import re
+import unittest
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import cost
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class CostTest(unittest.TestCase):
+    def test_readme_shows_what_make_cost_prints(self):
+        printed = io.StringIO()
+        with redirect_stdout(printed):
+            cost.main()
+        readme = (ROOT / "README.md").read_text()
+        block = re.search(r"<!-- make cost -->\n```text\n(.*?)```", readme, re.S)
+        self.assertIsNotNone(block, "README.md has no `<!-- make cost -->` block")
+        self.assertEqual(block.group(1), printed.getvalue(), "README Cost section differs from `make cost`")
+
+    def test_hand_checked_figures(self):
+        inputs = json.loads((ROOT / "scripts" / "cost_inputs.json").read_text())
+        c = cost.components(inputs, 1, 0.25)
+        # 1M requests x the median rounded up to a whole ms x 0.25 GB x the GB-s price.
+        billed_s = math.ceil(inputs["handler_duration_ms_median"]) / 1000
+        expected = 1e6 * billed_s * 0.25 * inputs["lambda_price_per_gb_second_arm64"]
+        self.assertAlmostEqual(c["Lambda duration"], expected, places=9)
+        self.assertAlmostEqual(c["Lambda requests"], 0.20, places=9)
+        # 1 req/s: a million evaluations take 1e6 s = 277.8 stream hours at $0.04.
+        self.assertAlmostEqual(c["Kinesis stream hours"], 1e6 / 3600 * 0.04, places=6)
+        # At 1 req/s every flush carries one event: summary costs what full does.
+        self.assertAlmostEqual(c["Kinesis, summary events"], c["Kinesis, full events"], places=9)
+        busy = cost.components(inputs, 10_000, 0.25)
+        self.assertLess(busy["Kinesis, summary events"], busy["Kinesis, full events"] / 10)
+        self.assertEqual(busy["envs"], 50)
+
+    def test_memory_comes_from_the_template(self):
+        self.assertEqual(cost.memory_mb(ROOT / "template.yaml"), 256)
+
+
+if __name__ == "__main__":
+    unittest.main()
