@@ -39,7 +39,8 @@ class CostTest(unittest.TestCase):
         self.assertAlmostEqual(c["Kinesis, summary events"], c["Kinesis, full events"], places=9)
         busy = cost.components(inputs, 10_000, 0.25)
         self.assertLess(busy["Kinesis, summary events"], busy["Kinesis, full events"] / 10)
-        self.assertEqual(busy["envs"], 50)
+        # Environments = rate × billed Duration: 10,000/s × 1 ms billed (0.82 ms) = 10.
+        self.assertEqual(busy["envs"], 10_000 * math.ceil(inputs["handler_duration_ms_median"]) // 1000)
 
     def test_memory_comes_from_the_template(self):
         self.assertEqual(cost.memory_mb(ROOT / "template.yaml"), 256)
