@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put};
@@ -53,12 +52,7 @@ impl DynamoDbManifest {
     /// ends within `timeout` (`STORE_TIMEOUT_MS`, the same bound as flag reads), so a
     /// hanging DynamoDB costs a check at most that.
     pub fn new(client: Client, manifest_table: &str, flags_table: &str, timeout: Duration) -> Self {
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(timeout)
-            .operation_attempt_timeout(timeout)
-            .operation_timeout(timeout)
-            .build();
-        let client = Client::from_conf(client.config().to_builder().timeout_config(timeouts).build());
+        let client = crate::store::bounded_dynamodb_client(&client, timeout);
         DynamoDbManifest { client, table: manifest_table.to_owned(), id: flags_table.to_owned() }
     }
 

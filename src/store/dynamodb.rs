@@ -72,13 +72,7 @@ impl DynamoDbStore {
     /// stale flags, whatever timeouts the caller's client had (they are replaced; its
     /// endpoint, credentials and interceptors are kept).
     pub fn with_timeout(client: Client, table: impl Into<String>, timeout: Duration) -> Self {
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(timeout)
-            .operation_attempt_timeout(timeout)
-            .operation_timeout(timeout)
-            .build();
-        let client = Client::from_conf(client.config().to_builder().timeout_config(timeouts).build());
-        DynamoDbStore { client, table: Arc::from(table.into()) }
+        DynamoDbStore { client: bounded_client(&client, timeout), table: Arc::from(table.into()) }
     }
 
     async fn get_item(&self, key: &str) -> Result<Option<Arc<CompiledFlag>>, StoreError> {
@@ -179,6 +173,19 @@ async fn fetch_chunk(client: Client, table: Arc<str>, mut keys: Vec<Item>) -> Re
         tokio::time::sleep(backoff(attempt)).await;
     }
     Ok(Chunk { flags, unprocessed: keys.len() })
+}
+
+/// `client` with every call — connecting, each attempt, and the whole operation with the
+/// SDK's own retries — bounded by `timeout`; its endpoint, credentials and interceptors
+/// are kept. Shared by every DynamoDB reader of the request path's neighbourhood (flags,
+/// the change manifest).
+pub(crate) fn bounded_client(client: &Client, timeout: Duration) -> Client {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(timeout)
+        .operation_attempt_timeout(timeout)
+        .operation_timeout(timeout)
+        .build();
+    Client::from_conf(client.config().to_builder().timeout_config(timeouts).build())
 }
 
 fn backoff(attempt: u32) -> Duration {

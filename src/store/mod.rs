@@ -7,6 +7,7 @@ mod dynamodb;
 mod file;
 mod report;
 
+pub(crate) use dynamodb::bounded_client as bounded_dynamodb_client;
 pub(crate) use dynamodb::is_known as is_known_attribute;
 pub use dynamodb::DynamoDbStore;
 pub use file::FileStore;
