@@ -15,6 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use flagfn::cache::FlagCache;
 use flagfn::config::CacheConfig;
 use flagfn::eval::{EvalInput, Evaluator, NoFlags};
+use flagfn::resolve::Resolved;
 use serde_json::{json, Map, Value};
 use std::time::UNIX_EPOCH;
 use support::{mixed_flags, ready, users, MemoryStore};
@@ -33,7 +34,7 @@ fn cache(c: &mut Criterion) {
     let keys: Vec<String> = flags.iter().map(|f| f.key().to_owned()).collect();
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let cache = FlagCache::new(Arc::new(MemoryStore(flags.clone())), CacheConfig::default());
-    ready(cache.resolve(&key_refs, SystemTime::now())); // warm: every lookup below is a hit
+    ready(cache.get_many(&key_refs, SystemTime::now())); // warm: every lookup below is a hit
     let (users, context) = (users(), context());
     let one = &flags[2]; // targeting clauses + 50 % rollout
     let mut group = c.benchmark_group("cache");
@@ -70,7 +71,7 @@ fn cache(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % users.len();
             let wall = SystemTime::now();
-            let resolved = ready(cache.resolve(black_box(&key_refs), wall));
+            let resolved = ready(Resolved::load(&cache, black_box(&key_refs), wall));
             let input = EvalInput { user_id: Some(&users[i]), context: &context, now: seconds(wall) };
             let mut evaluator = Evaluator::new(input, resolved.source());
             let on = resolved.requested.iter().filter_map(|(_, c)| c.flag()).filter(|f| evaluator.evaluate(f).enabled);

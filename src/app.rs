@@ -15,8 +15,9 @@ use crate::events::EventPipeline;
 use crate::freshness::{Freshness, ManifestStore};
 use crate::metrics::{Metrics, Reading};
 use crate::outcome::{Outcome, Subject};
+use crate::resolve::Resolved;
 use crate::sink::EventSink;
-use crate::store::FlagStore;
+use crate::store::{FlagStore, StoreError};
 
 /// The state shared by every request of one Lambda environment (or local server).
 #[derive(Debug)]
@@ -143,7 +144,7 @@ impl App {
         let outcomes = match keys {
             [key] => vec![self.outcome_of(&input, key, wall).await],
             _ => {
-                let resolved = self.cache.resolve(keys, wall).await;
+                let resolved = Resolved::load(&self.cache, keys, wall).await;
                 let mut evaluator = Evaluator::new(input, resolved.source());
                 resolved
                     .requested
@@ -166,7 +167,7 @@ impl App {
         let cached = self.cache.get(key, now).await;
         match cached.flag() {
             Some(flag) if flag.has_prerequisites() => {
-                let resolved = self.cache.resolve(&[key], now).await;
+                let resolved = Resolved::load(&self.cache, &[key], now).await;
                 let (unavailable, stale) = resolved.prerequisite_health(flag);
                 let mut evaluator = Evaluator::new(*input, resolved.source());
                 outcome(&mut evaluator, key, &cached, unavailable, stale)
@@ -177,7 +178,7 @@ impl App {
 
     /// Evaluates every flag (in key order) for `subject` and records the events.
     /// `Err` when the store fails and no snapshot can be served.
-    pub async fn evaluate_all(&self, subject: &Subject) -> Result<Vec<Outcome>, Arc<str>> {
+    pub async fn evaluate_all(&self, subject: &Subject) -> Result<Vec<Outcome>, Arc<StoreError>> {
         let wall = self.clock.wall();
         let snapshot = self.cache.all(wall).await?;
         let mut evaluator = Evaluator::new(input(subject, wall), &*snapshot.flags);

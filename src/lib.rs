@@ -9,9 +9,9 @@
 //! leaves        bucket   backoff   clock   config
 //! pure core     flag ──► eval ──► outcome            (flag, eval: no tokio, no AWS, no I/O)
 //! ports         store (FlagStore)      sink (EventSink)
-//! above ports   cache ──► store        events ──► sink, outcome
+//! above ports   cache ──► store        resolve ──► cache     events ──► sink, outcome
 //!               freshness ──► cache, store      metrics ──► events
-//! the app       app ──► cache, freshness, events, metrics, eval, outcome
+//! the app       app ──► resolve, cache, freshness, events, metrics, eval, outcome
 //! edges         api ──► app     lambda, server ──► api, app     ctl ──► flag, eval, store, freshness
 //! ```
 //!
@@ -30,9 +30,13 @@
 //!   `flag`, `eval` (the file store's flag set), `config`, `backoff`.
 //! - [`sink`] — the `EventSink` port: Kinesis in Lambda, a JSON-lines file locally.
 //!   Ships bytes only. Imports `store` (for `BoxFuture`) only.
-//! - [`cache`] — the warm LRU + TTL cache of compiled flags in front of the store:
-//!   single-flight misses, negative entries, stale-if-error, prerequisite resolution.
-//!   Imports `store`, `flag`, `eval`, `config`.
+//! - [`cache`] — the warm LRU + TTL cache of compiled flags in front of the store: one
+//!   single-flight for keys and the snapshot, negative entries, stale-if-error and the
+//!   error backoff, one set of counters. Store errors stay `Arc<StoreError>`. Imports
+//!   `store`, `flag`, `eval`, `config`.
+//! - [`resolve`] — one request's flags plus every flag their prerequisites name, read
+//!   through the cache, with each one's health (unreadable, stale). Imports `cache`,
+//!   `flag`, `eval`.
 //! - [`events`] — the event pipeline (SPEC §7): the bounded buffer filled on the request
 //!   path, the records, and the flush after the response. Imports `outcome`, `sink`,
 //!   `config`, `backoff`; never `app` (its unit tests build one to drive it).
@@ -70,6 +74,7 @@ pub mod freshness;
 pub mod lambda;
 pub mod metrics;
 pub mod outcome;
+pub mod resolve;
 pub mod server;
 pub mod sink;
 pub mod store;

@@ -16,6 +16,7 @@ const ORDER: &[&str] = &[
     "store",
     "sink",
     "cache",
+    "resolve",
     "freshness",
     "events",
     "metrics",

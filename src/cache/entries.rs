@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use lru::LruCache;
 
+use super::CacheStats;
 use crate::config::CacheConfig;
 use crate::flag::CompiledFlag;
 
@@ -24,23 +25,17 @@ pub(super) struct Entry {
     pub fetched: SystemTime,
 }
 
-/// Lookup counts, kept under the entries lock the lookups hold anyway (no atomic
-/// operation on the hit path).
-#[derive(Debug, Default)]
-pub(super) struct Tally {
-    pub hits: u64,
-    pub misses: u64,
-    pub stale: u64,
-}
-
-/// Both LRUs and the counts of lookups in them, behind one lock.
+/// Both LRUs and the cache's counters, behind one lock.
 #[derive(Debug)]
 pub(super) struct Entries {
     /// Flags the store has, by key.
     flags: LruCache<Box<str>, Entry>,
     /// Keys the store said it does not have, and when.
     missing: LruCache<Box<str>, SystemTime>,
-    pub tally: Tally,
+    /// Every counter of the cache (its `entries` field is filled in when read): one set,
+    /// kept under the lock the lookups hold anyway, so the hit path does no atomic
+    /// operation.
+    pub counts: CacheStats,
 }
 
 /// What the entries say about one key, before TTLs and backoff are applied.
@@ -54,7 +49,11 @@ impl Entries {
     /// Room for `config.max_entries` flags and a quarter as many unknown keys.
     pub fn new(config: &CacheConfig) -> Self {
         let negative = NonZeroUsize::new(config.max_entries.get() / NEGATIVE_SHARE).unwrap_or(NonZeroUsize::MIN);
-        Entries { flags: LruCache::new(config.max_entries), missing: LruCache::new(negative), tally: Tally::default() }
+        Entries {
+            flags: LruCache::new(config.max_entries),
+            missing: LruCache::new(negative),
+            counts: CacheStats::default(),
+        }
     }
 
     /// What is known about `key`, marking it recently used.
@@ -73,9 +72,9 @@ impl Entries {
         self.flags.peek(key)
     }
 
-    /// Records what the store said about `key`; `true` if another key was evicted to
-    /// make room. A key is in at most one of the two LRUs.
-    pub fn insert(&mut self, key: Box<str>, flag: Option<Arc<CompiledFlag>>, fetched: SystemTime) -> bool {
+    /// Records what the store said about `key`, counting an eviction if another key had
+    /// to make room. A key is in at most one of the two LRUs.
+    pub fn insert(&mut self, key: Box<str>, flag: Option<Arc<CompiledFlag>>, fetched: SystemTime) {
         let evicted = match flag {
             Some(flag) => {
                 self.missing.pop(&key);
@@ -86,7 +85,9 @@ impl Entries {
                 self.missing.push(key.clone(), fetched).map(|(old, _)| old)
             }
         };
-        evicted.is_some_and(|old| old != key)
+        if evicted.is_some_and(|old| old != key) {
+            self.counts.evictions += 1;
+        }
     }
 
     /// Makes `key` due for a re-read: a cached flag counts as fetched no later than

@@ -13,7 +13,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
-use super::{lock, FlagCache};
+use super::{lock, snapshot, FlagCache};
 
 impl FlagCache {
     /// Makes `keys` and the every-flag snapshot due for a re-read at `now`. Returns how
@@ -47,7 +47,7 @@ impl FlagCache {
     /// Makes only the every-flag snapshot (and so the OFREP bulk `ETag`) due for a re-scan.
     pub fn invalidate_snapshot(&self, now: SystemTime) {
         self.generation.fetch_add(1, Relaxed);
-        lock(&self.snapshot).expire(self.expired_at(now));
+        snapshot::expire(&mut lock(&self.snapshot), self.expired_at(now));
     }
 
     /// Makes every cached key and the snapshot due for a re-read (the manifest does not
@@ -56,7 +56,7 @@ impl FlagCache {
         self.generation.fetch_add(1, Relaxed);
         let expired = self.expired_at(now);
         lock(&self.entries).expire_all(expired);
-        lock(&self.snapshot).expire(expired);
+        snapshot::expire(&mut lock(&self.snapshot), expired);
     }
 
     /// A fetch time that is past its TTL at `now`.

@@ -5,10 +5,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::watch;
-
 use super::{lock, wait, FlagCache};
 use crate::eval::FlagSet;
+use crate::store::StoreError;
 
 /// The every-flag snapshot.
 #[derive(Debug, Clone)]
@@ -19,40 +18,27 @@ pub struct Snapshot {
     pub stale: bool,
 }
 
-type ScanResult = Result<Arc<FlagSet>, Arc<str>>;
-
-/// The every-flag snapshot and its refresh state.
-#[derive(Debug, Default)]
-pub(super) struct SnapshotState {
-    current: Option<(SystemTime, Arc<FlagSet>)>,
-    flight: Option<watch::Receiver<Option<ScanResult>>>,
-}
+/// What a scan flight publishes.
+pub(super) type ScanResult = Result<Arc<FlagSet>, Arc<StoreError>>;
 
 impl FlagCache {
     /// Every flag (a `Scan`, cached as one snapshot with the same TTL). `Err` only when
     /// the store fails and no snapshot is young enough to serve stale.
-    pub async fn all(&self, now: SystemTime) -> Result<Snapshot, Arc<str>> {
+    pub async fn all(&self, now: SystemTime) -> Result<Snapshot, Arc<StoreError>> {
         loop {
-            let (receiver, leader) = {
-                let mut state = lock(&self.snapshot);
-                if let Some(snapshot) = self.snapshot_without_store(&state, now) {
-                    return Ok(snapshot);
-                }
-                self.stats.misses.fetch_add(1, Relaxed);
-                match &state.flight {
-                    Some(receiver) => (receiver.clone(), None),
-                    None => {
-                        let (sender, receiver) = watch::channel(None);
-                        state.flight = Some(receiver.clone());
-                        (receiver, Some(sender))
-                    }
-                }
-            };
-            if let Some(sender) = leader {
-                self.lead_scan(sender, now).await;
+            if let Some(snapshot) = self.snapshot_without_store(now) {
+                return Ok(snapshot);
             }
-            if let Some(result) = wait(receiver).await {
-                return self.settle_scan(result, now);
+            self.count(|c| c.misses += 1);
+            let (lead, receivers) = self.scans.join([()]);
+            if let Some(lead) = lead {
+                let result = self.scan(now).await;
+                lead.publish(result);
+            }
+            for receiver in receivers {
+                if let Some(result) = wait(receiver).await {
+                    return self.settle_scan(result, now);
+                }
             }
             // The scanning request was cancelled mid-read: try again, leading if need be.
         }
@@ -60,62 +46,50 @@ impl FlagCache {
 
     /// The snapshot if it can be served without a store read (fresh, or stale while the
     /// store is in error backoff).
-    fn snapshot_without_store(&self, state: &SnapshotState, now: SystemTime) -> Option<Snapshot> {
-        let (fetched, flags) = state.current.as_ref()?;
-        if now < *fetched + self.config.ttl {
-            self.stats.hits.fetch_add(1, Relaxed);
-            return Some(Snapshot { flags: flags.clone(), stale: false });
+    fn snapshot_without_store(&self, now: SystemTime) -> Option<Snapshot> {
+        let (fetched, flags) = lock(&self.snapshot).clone()?;
+        if now < fetched + self.config.ttl {
+            self.count(|c| c.hits += 1);
+            return Some(Snapshot { flags, stale: false });
         }
-        if self.backing_off(now).is_some() && now < *fetched + self.config.ttl + self.config.stale_if_error {
-            self.stats.stale_serves.fetch_add(1, Relaxed);
-            return Some(Snapshot { flags: flags.clone(), stale: true });
+        if self.backing_off(now).is_some() && self.servable_stale(fetched, now) {
+            self.count(|c| c.stale_serves += 1);
+            return Some(Snapshot { flags, stale: true });
         }
         None
     }
 
-    async fn lead_scan(&self, sender: watch::Sender<Option<ScanResult>>, now: SystemTime) {
-        let _clear = ClearScanFlight(self);
+    /// Scans the store and caches the result, as the snapshot and key by key.
+    async fn scan(&self, now: SystemTime) -> ScanResult {
         let generation = self.generation.load(Relaxed);
-        let result = self.call_store("scan", 0, now, self.store.scan()).await.map(|flags| {
-            let set = Arc::new(FlagSet::new(flags));
-            self.insert_all(set.iter().map(|f| (Box::from(f.key()), Some(f.clone()))), now, generation);
-            lock(&self.snapshot).current = Some((self.fetched_at(now, generation), set.clone()));
-            tracing::debug!(flags = set.len(), "flag snapshot refreshed");
-            set
-        });
-        let _ = sender.send(Some(result));
+        let flags = self.call_store("scan", 0, now, self.store.scan()).await?;
+        let set = Arc::new(FlagSet::new(flags));
+        self.insert_all(set.iter().map(|f| (Box::from(f.key()), Some(f.clone()))), now, generation);
+        *lock(&self.snapshot) = Some((self.fetched_at(now, generation), set.clone()));
+        tracing::debug!(flags = set.len(), "flag snapshot refreshed");
+        Ok(set)
     }
 
-    fn settle_scan(&self, result: ScanResult, now: SystemTime) -> Result<Snapshot, Arc<str>> {
-        match result {
-            Ok(flags) => Ok(Snapshot { flags, stale: false }),
-            Err(message) => {
-                let state = lock(&self.snapshot);
-                match &state.current {
-                    Some((fetched, flags)) if now < *fetched + self.config.ttl + self.config.stale_if_error => {
-                        self.stats.stale_serves.fetch_add(1, Relaxed);
-                        Ok(Snapshot { flags: flags.clone(), stale: true })
-                    }
-                    _ => Err(message),
-                }
+    /// A scan's result as an answer: after a failure, the last snapshot if it is young
+    /// enough to serve stale.
+    fn settle_scan(&self, result: ScanResult, now: SystemTime) -> Result<Snapshot, Arc<StoreError>> {
+        let why = match result {
+            Ok(flags) => return Ok(Snapshot { flags, stale: false }),
+            Err(why) => why,
+        };
+        match lock(&self.snapshot).clone() {
+            Some((fetched, flags)) if self.servable_stale(fetched, now) => {
+                self.count(|c| c.stale_serves += 1);
+                Ok(Snapshot { flags, stale: true })
             }
+            _ => Err(why),
         }
     }
 }
 
-impl SnapshotState {
-    /// Makes the snapshot due for a re-scan (still servable stale while the store fails).
-    pub(super) fn expire(&mut self, expired: SystemTime) {
-        if let Some((fetched, _)) = &mut self.current {
-            *fetched = (*fetched).min(expired);
-        }
-    }
-}
-
-struct ClearScanFlight<'a>(&'a FlagCache);
-
-impl Drop for ClearScanFlight<'_> {
-    fn drop(&mut self) {
-        lock(&self.0.snapshot).flight = None;
+/// Makes a snapshot due for a re-scan (still servable stale while the store fails).
+pub(super) fn expire(snapshot: &mut Option<(SystemTime, Arc<FlagSet>)>, expired: SystemTime) {
+    if let Some((fetched, _)) = snapshot {
+        *fetched = (*fetched).min(expired);
     }
 }

@@ -102,3 +102,6 @@ pub enum StoreError {
         source: crate::flag::FlagsFileError,
     },
 }
+
+#[cfg(test)]
+pub(crate) mod fake;
