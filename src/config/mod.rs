@@ -3,11 +3,19 @@
 //! Every variable is parsed once at start-up; a bad value stops start-up with a message
 //! naming the variable, so a typo in `template.yaml` fails the deploy's first cold start
 //! loudly instead of silently running with a default.
+//!
+//! This file says which variables exist, their defaults and ranges, and what they build;
+//! `parse.rs` holds the parsers they go through (numbers in range, seconds, milliseconds,
+//! booleans, the events mode, the metrics section).
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use parse::{boolean, events_mode, metrics, millis, nonzero, number, parse, seconds};
+
+mod parse;
 
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -270,22 +278,6 @@ impl Config {
     }
 }
 
-fn invalid(name: &'static str, value: &str, why: &str) -> ConfigError {
-    ConfigError::Invalid { name, value: value.to_owned(), why: format!("expected {why}") }
-}
-
-fn parse<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: T,
-    expected: &str,
-) -> Result<T, ConfigError> {
-    match get(name) {
-        None => Ok(default),
-        Some(raw) => raw.trim().parse().map_err(|_| invalid(name, &raw, expected)),
-    }
-}
-
 /// Longest `CACHE_TTL_SECONDS` / `NEGATIVE_CACHE_TTL_SECONDS`: a day. Anything longer
 /// is almost certainly a unit mistake, and an unbounded one overflows time arithmetic.
 pub const MAX_TTL: Duration = Duration::from_secs(86_400);
@@ -299,112 +291,6 @@ pub const MAX_BATCH_FLAGS: usize = 10_000;
 /// Default `STORE_TIMEOUT_MS`: a healthy DynamoDB answers in ~10 ms; half a second
 /// leaves room for a slow cold connection and still answers (stale) quickly when it hangs.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Reads a number that must lie in `range`; out of range is an error naming the
-/// variable and the range. The one range check every numeric variable goes through
-/// (integers of any width, or floats).
-fn number<T>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
-    let expected = || format!("a number from {} to {}", range.start(), range.end());
-    let Some(raw) = get(name) else { return Ok(default) };
-    match raw.trim().parse::<T>() {
-        Ok(value) if range.contains(&value) => Ok(value),
-        _ => Err(invalid(name, &raw, &expected())),
-    }
-}
-
-fn nonzero(value: usize) -> NonZeroUsize {
-    NonZeroUsize::new(value).unwrap_or(NonZeroUsize::MIN)
-}
-
-/// Seconds (fractions allowed) from 0 to `max`.
-fn seconds(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: Duration,
-    max: Duration,
-) -> Result<Duration, ConfigError> {
-    let secs = number(get, name, default.as_secs_f64(), 0.0..=max.as_secs_f64())?;
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Whole milliseconds within `range`.
-fn millis(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: Duration,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<Duration, ConfigError> {
-    let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
-    number(get, name, default, range).map(Duration::from_millis)
-}
-
-fn boolean(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match get(name).map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
-        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
-        Some(v) => Err(invalid(name, &v, "true or false")),
-    }
-}
-
-fn events_mode(get: &impl Fn(&str) -> Option<String>) -> Result<EventsMode, ConfigError> {
-    match get("EVENTS_MODE").map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(EventsMode::Full),
-        Some(v) => match v.as_str() {
-            "full" => Ok(EventsMode::Full),
-            "summary" => Ok(EventsMode::Summary),
-            "both" => Ok(EventsMode::Both),
-            _ => Err(invalid("EVENTS_MODE", &v, "full, summary or both")),
-        },
-    }
-}
-
-fn metrics(get: &impl Fn(&str) -> Option<String>, in_lambda: bool) -> Result<MetricsConfig, ConfigError> {
-    let on = boolean(get, "METRICS", true)?;
-    let output = match (on, in_lambda, get("METRICS_FILE")) {
-        (false, _, _) => MetricsOutput::Off,
-        (true, true, _) => MetricsOutput::Stdout,
-        (true, false, Some(file)) if file.trim() == "-" => MetricsOutput::Stdout,
-        (true, false, Some(file)) => MetricsOutput::File(PathBuf::from(file)),
-        (true, false, None) => MetricsOutput::Off,
-    };
-    let namespace = get("METRICS_NAMESPACE").map_or_else(|| "flagfn".to_owned(), |n| n.trim().to_owned());
-    if !valid_namespace(&namespace) {
-        let why = "1-255 characters of A-Z a-z 0-9 . - _ / # :, not starting with AWS/";
-        return Err(invalid("METRICS_NAMESPACE", &namespace, why));
-    }
-    let flag_dimensions = match get("EMF_FLAG_DIMENSIONS").map(|v| v.trim().to_ascii_lowercase()) {
-        None => 20,
-        Some(v) if v == "off" => 0,
-        Some(v) => match v.strip_prefix("top:").map(str::parse::<usize>) {
-            Some(Ok(n)) if (1..=MAX_FLAG_DIMENSIONS).contains(&n) => n,
-            _ => return Err(invalid("EMF_FLAG_DIMENSIONS", &v, "off or top:N with N from 1 to 100")),
-        },
-    };
-    Ok(MetricsConfig {
-        output,
-        namespace,
-        service: get("AWS_LAMBDA_FUNCTION_NAME").map_or_else(|| "flagfn-local".to_owned(), |n| n.trim().to_owned()),
-        flag_dimensions,
-        interval: millis(get, "METRICS_INTERVAL_MS", Duration::from_secs(60), 0..=3_600_000)?,
-    })
-}
-
-/// CloudWatch's namespace rules: printable ASCII from a small set, at most 255
-/// characters, and `AWS/` is reserved for AWS services.
-fn valid_namespace(namespace: &str) -> bool {
-    (1..=255).contains(&namespace.len())
-        && !namespace.starts_with("AWS/")
-        && namespace.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_/#:".contains(&b))
-}
 
 #[cfg(test)]
 mod tests {
@@ -571,66 +457,5 @@ mod tests {
                 .expect("valid");
         let now = std::time::SystemTime::now();
         assert!(now.checked_add(c.cache.ttl + c.cache.stale_if_error + c.cache.negative_ttl).is_some());
-    }
-}
-
-#[cfg(test)]
-mod metrics_tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn metrics_config(vars: &[(&str, &str)]) -> Result<MetricsConfig, ConfigError> {
-        let mut map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        map.insert("FLAGS_FILE".into(), "examples/flags.json".into());
-        Config::from_lookup(|name| map.get(name).cloned()).map(|c| c.metrics)
-    }
-
-    #[test]
-    fn metrics_default_to_stdout_in_lambda_and_off_locally_without_a_file() {
-        let local = metrics_config(&[]).expect("valid");
-        assert_eq!(local.output, MetricsOutput::Off);
-        assert_eq!((local.namespace.as_str(), local.service.as_str()), ("flagfn", "flagfn-local"));
-        assert_eq!((local.flag_dimensions, local.interval), (20, Duration::from_secs(60)));
-        let lambda =
-            metrics_config(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"), ("AWS_LAMBDA_FUNCTION_NAME", "flags-fn")])
-                .expect("valid");
-        assert_eq!((lambda.output, lambda.service.as_str()), (MetricsOutput::Stdout, "flags-fn"));
-        let off = metrics_config(&[("AWS_LAMBDA_RUNTIME_API", "x"), ("METRICS", "off")]).expect("valid");
-        assert_eq!(off.output, MetricsOutput::Off);
-        assert_eq!(metrics_config(&[("METRICS_FILE", "-")]).expect("valid").output, MetricsOutput::Stdout);
-        let file = metrics_config(&[
-            ("METRICS_FILE", "m.jsonl"),
-            ("METRICS_NAMESPACE", "Team/flags_1"),
-            ("EMF_FLAG_DIMENSIONS", "top:100"),
-            ("METRICS_INTERVAL_MS", "0"),
-        ])
-        .expect("valid");
-        assert_eq!(file.output, MetricsOutput::File("m.jsonl".into()));
-        assert_eq!(
-            (file.namespace.as_str(), file.flag_dimensions, file.interval),
-            ("Team/flags_1", 100, Duration::ZERO)
-        );
-        assert_eq!(metrics_config(&[("EMF_FLAG_DIMENSIONS", "OFF")]).expect("valid").flag_dimensions, 0);
-    }
-
-    #[test]
-    fn bad_metrics_settings_name_the_variable() {
-        let long = "n".repeat(256);
-        for (name, value) in [
-            ("METRICS", "maybe"),
-            ("METRICS_NAMESPACE", "AWS/Lambda"),
-            ("METRICS_NAMESPACE", "has space"),
-            ("METRICS_NAMESPACE", long.as_str()),
-            ("METRICS_NAMESPACE", "é"),
-            ("EMF_FLAG_DIMENSIONS", "top:0"),
-            ("EMF_FLAG_DIMENSIONS", "top:101"),
-            ("EMF_FLAG_DIMENSIONS", "20"),
-            ("EMF_FLAG_DIMENSIONS", "top:-1"),
-            ("METRICS_INTERVAL_MS", "3600001"),
-            ("METRICS_INTERVAL_MS", "-5"),
-        ] {
-            let error = metrics_config(&[(name, value)]).expect_err(value).to_string();
-            assert!(error.starts_with(name), "{name}={value}: {error}");
-        }
     }
 }
