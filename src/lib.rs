@@ -39,7 +39,8 @@
 //!   `flag`, `eval`.
 //! - [`events`] — the event pipeline (SPEC §7): the bounded buffer filled on the request
 //!   path, the records, and the flush after the response. Imports `outcome`, `sink`,
-//!   `config`, `backoff`; never `app` (its unit tests build one to drive it).
+//!   `config`, `backoff`; never `app` (its unit tests drive it directly, with outcomes from
+//!   the pure evaluator).
 //! - [`freshness`] — the change manifest (issue 14): warm environments learn of flag
 //!   changes within `FRESHNESS_SECONDS`, checked after responses, never on a request;
 //!   and the DynamoDB Streams handler that bumps it. Imports `cache`, `store`.
