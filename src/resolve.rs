@@ -117,35 +117,14 @@ async fn load_prerequisites(cache: &FlagCache, requested: &[(&str, Cached)], now
 
 #[cfg(test)]
 mod tests {
-    use std::num::NonZeroUsize;
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use serde_json::json;
 
     use super::*;
-    use crate::config::CacheConfig;
+    use crate::cache::testing::{cache, kind};
     use crate::store::fake::FakeStore;
-
-    fn cache(store: FakeStore) -> (Arc<FakeStore>, FlagCache) {
-        let config = CacheConfig {
-            ttl: Duration::from_secs(300),
-            max_entries: NonZeroUsize::new(100).expect("non-zero"),
-            negative_ttl: Duration::from_secs(30),
-            stale_if_error: Duration::from_secs(3600),
-        };
-        let store = Arc::new(store);
-        (store.clone(), FlagCache::new(store, config))
-    }
-
-    fn kind(c: &Cached) -> &'static str {
-        match c {
-            Cached::Fresh(_) => "fresh",
-            Cached::Stale(_) => "stale",
-            Cached::NotFound => "not_found",
-            Cached::Unavailable => "unavailable",
-        }
-    }
 
     #[tokio::test]
     async fn batches_read_every_miss_in_one_call_and_follow_prerequisites() {

@@ -269,4 +269,6 @@ impl FlagCache {
 }
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;

@@ -10,38 +10,12 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use super::testing::{cache, cache_with, config, kind};
 use super::*;
 use crate::store::fake::FakeStore;
 
-fn config() -> CacheConfig {
-    CacheConfig {
-        ttl: Duration::from_secs(300),
-        max_entries: NonZeroUsize::new(100).expect("non-zero"),
-        negative_ttl: Duration::from_secs(30),
-        stale_if_error: Duration::from_secs(3600),
-    }
-}
-
-fn cache(store: FakeStore) -> (Arc<FakeStore>, FlagCache) {
-    cache_with(store, config())
-}
-
-fn cache_with(store: FakeStore, config: CacheConfig) -> (Arc<FakeStore>, FlagCache) {
-    let store = Arc::new(store);
-    (store.clone(), FlagCache::new(store, config))
-}
-
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-fn kind(c: &Cached) -> &'static str {
-    match c {
-        Cached::Fresh(_) => "fresh",
-        Cached::Stale(_) => "stale",
-        Cached::NotFound => "not_found",
-        Cached::Unavailable => "unavailable",
-    }
 }
 
 #[tokio::test]
