@@ -378,7 +378,11 @@ async fn every_bad_input_of_spec_section_5_gets_its_status() {
         assert!(reply.body["error"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {}", reply.body);
     }
     let reply = call(&app, Method::Other, "/evaluate", "", b"", None).await;
-    assert_eq!(reply.headers.get("allow").map(String::as_str), Some("GET, POST, OPTIONS"));
+    assert_eq!(reply.headers.get("allow").map(String::as_str), Some("GET, HEAD, POST, OPTIONS"));
+    let reply = call(&app, Method::Options, "/health", "", b"", None).await;
+    assert_eq!((reply.status, reply.headers.get("allow").map(String::as_str)), (204, Some("GET, HEAD, OPTIONS")));
+    let reply = call(&app, Method::Options, "/batch_evaluate", "", b"", None).await;
+    assert_eq!(reply.headers.get("allow").map(String::as_str), Some("POST, OPTIONS"));
 }
 
 #[tokio::test]

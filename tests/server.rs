@@ -114,7 +114,7 @@ fn the_local_server_answers_like_the_function() {
     assert_eq!(reply.json()["results"]["vip"]["reason"], "target_match");
 
     let reply = send("DELETE", &server.url("/evaluate"), None, &[]);
-    assert_eq!((reply.status, reply.header("allow")), (405, Some("GET, POST, OPTIONS")));
+    assert_eq!((reply.status, reply.header("allow")), (405, Some("GET, HEAD, POST, OPTIONS")));
     let reply = send("GET", &server.url("/no/such/route"), None, &[]);
     assert_eq!(reply.status, 404);
     assert!(reply.json()["error"].is_string());

@@ -155,8 +155,9 @@ enum Route<'a> {
 impl Route<'_> {
     fn allow(self) -> &'static str {
         match self {
-            Route::Health | Route::Root => "GET, OPTIONS",
-            Route::Evaluate => "GET, POST, OPTIONS",
+            // `HEAD` is answered wherever `GET` is (RFC 9110 §9.3.2), so it is listed.
+            Route::Health | Route::Root => "GET, HEAD, OPTIONS",
+            Route::Evaluate => "GET, HEAD, POST, OPTIONS",
             Route::Batch | Route::OfrepBulk | Route::OfrepOne(_) => "POST, OPTIONS",
         }
     }
