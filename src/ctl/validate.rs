@@ -5,13 +5,15 @@
 //! prerequisite cycles and depth) and warnings (key ≠ file name, unknown fields, missing
 //! prerequisites) complete it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::files::FlagFile;
 use super::Problem;
-use crate::flag::{CompiledFlag, MAX_PREREQUISITE_DEPTH};
+use crate::eval::{self, FlagSet, FlagSource};
+use crate::flag::CompiledFlag;
 
 /// Fields flagctl writes itself on every change; a file's values are ignored.
 pub const MANAGED: [&str; 3] = ["version", "updated_at", "updated_by"];
@@ -178,56 +180,32 @@ fn unknown_in(map: &Map<String, Value>, known: &[&str], prefix: &str, found: &mu
 }
 
 /// Prerequisites across the set: a cycle or a chain deeper than 8 is an error (the
-/// function would answer `PARSE_ERROR`), naming a flag not in the set a warning (it may
-/// be in the table already; if it is missing when evaluated, the prerequisite fails).
+/// function would answer `PARSE_ERROR`: the check is the evaluator's own), naming a flag
+/// not in the set a warning (it may be in the table already; if it is missing when
+/// evaluated, the prerequisite fails).
 fn check_prerequisites(checked: &mut Checked, origins: &BTreeMap<String, String>) {
-    let graph: BTreeMap<&str, Vec<&str>> = checked
-        .flags
-        .iter()
-        .map(|(key, doc)| {
-            let keys = doc.get("prerequisites").and_then(Value::as_array).into_iter().flatten();
-            (key.as_str(), keys.filter_map(|p| p.get("key").and_then(Value::as_str)).collect())
-        })
-        .collect();
-    let mut reported = BTreeSet::new();
-    for (&key, requires) in &graph {
+    let compiled = checked.flags.values().filter_map(|doc| CompiledFlag::from_value(Value::Object(doc.clone())).ok());
+    let set = FlagSet::new(compiled.map(Arc::new));
+    for (key, doc) in &checked.flags {
         let origin = &origins[key];
-        for (i, &required) in requires.iter().enumerate() {
-            if !graph.contains_key(required) {
-                let message = format!("`{required}` is not in this set of flags");
-                checked.warnings.push(Problem::new(origin, format!("prerequisites[{i}].key"), message));
+        let required = doc.get("prerequisites").and_then(Value::as_array).into_iter().flatten();
+        for (i, required) in required.enumerate() {
+            match required.get("key").and_then(Value::as_str) {
+                Some(required) if set.flag(required).is_none() => {
+                    let message = format!("`{required}` is not in this set of flags");
+                    checked.warnings.push(Problem::new(origin, format!("prerequisites[{i}].key"), message));
+                }
+                _ => {}
             }
         }
-        let mut path = vec![key];
-        if let Some(problem) = deepest(&graph, &mut path) {
-            if reported.insert(key) {
-                checked.errors.push(Problem::new(origin, "prerequisites", problem));
-            }
+        if let Some(Err(error)) = set.flag(key).map(|flag| check_prerequisites_of(flag, &set)) {
+            checked.errors.push(Problem::new(origin, "prerequisites", error));
         }
     }
 }
 
-/// Walks every chain from the last flag of `path`; the first cycle or over-deep chain.
-fn deepest<'a>(graph: &BTreeMap<&'a str, Vec<&'a str>>, path: &mut Vec<&'a str>) -> Option<String> {
-    let last = *path.last()?;
-    for &next in graph.get(last).into_iter().flatten() {
-        if path.contains(&next) {
-            return Some(format!("prerequisite cycle: {} → {next}", path.join(" → ")));
-        }
-        if path.len() > MAX_PREREQUISITE_DEPTH {
-            return Some(format!(
-                "prerequisite chain deeper than {MAX_PREREQUISITE_DEPTH}: {} → {next}",
-                path.join(" → ")
-            ));
-        }
-        path.push(next);
-        let found = deepest(graph, path);
-        path.pop();
-        if found.is_some() {
-            return found;
-        }
-    }
-    None
+fn check_prerequisites_of(flag: &CompiledFlag, set: &FlagSet) -> Result<(), String> {
+    eval::check_prerequisites(flag, set).map_err(|e| e.message.into_owned())
 }
 
 #[cfg(test)]

@@ -14,6 +14,17 @@ pub use result::{ErrorCode, EvalError, Evaluation, FlagValue, Reason};
 pub use source::{FlagSet, FlagSource, NoFlags};
 pub use trace::{NoTrace, Trace};
 
+/// Checks the prerequisite graph below `flag` in `source` as the evaluator does before
+/// evaluating it: `Err` (`PARSE_ERROR`) names a cycle or a chain deeper than
+/// [`crate::flag::MAX_PREREQUISITE_DEPTH`]. `flagctl validate` uses it, so what it rejects is
+/// exactly what the function would answer as malformed.
+pub fn check_prerequisites<'a, S: FlagSource + ?Sized>(
+    flag: &'a CompiledFlag,
+    source: &'a S,
+) -> Result<(), EvalError<'a>> {
+    graph::check(flag, source)
+}
+
 use serde_json::{Map, Value};
 
 use crate::bucket;
