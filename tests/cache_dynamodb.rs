@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
+use common::app::{post, Reply, REQUEST_ID};
 use common::dynamo::{client, dynamo_app, put_flags, seed_with_boto3, Operations, RELAXED_STORE_TIMEOUT};
 use common::moto::shared_moto;
 use common::moto::{unique_name, Moto};
 use common::proxy::Proxy;
-use flagfn::api::{handle, BodyEncoding, Method, Request};
 use flagfn::app::App;
 use flagfn::bucket;
 use flagfn::cache::{CacheStats, ERROR_BACKOFF};
@@ -26,30 +26,6 @@ use flagfn::clock::Clock;
 use serde_json::{json, Value};
 
 const GET_ITEM: &str = "DynamoDB_20120810.GetItem";
-
-/// One answer of the API.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: Value,
-}
-
-async fn post(app: &App, path: &str, body: &Value) -> Reply {
-    let body = body.to_string();
-    let request = Request {
-        method: Method::Post,
-        path,
-        query: "",
-        if_none_match: None,
-        body: body.as_bytes(),
-        request_id: "req-cache",
-        encoding: BodyEncoding::Json,
-    };
-    let response = handle(app, request).await;
-    let body =
-        if response.body.is_empty() { Value::Null } else { serde_json::from_slice(&response.body).expect("JSON body") };
-    Reply { status: response.status, body }
-}
 
 /// `POST /evaluate`.
 async fn evaluate(app: &App, user: &str, key: &str, context: Value) -> Reply {
@@ -518,12 +494,12 @@ async fn while_dynamodb_is_down_cached_flags_are_served_stale_and_the_rest_fail_
         let reply = evaluate(app, "u", key, json!({})).await;
         assert_eq!(reply.status, 503, "{key}: {}", reply.body);
         // Issue 11, item 4: short and generic; the SDK's dump is in the log only.
-        assert_eq!(reply.body, json!({"error": "flag store unavailable", "request_id": "req-cache"}), "{key}");
+        assert_eq!(reply.body, json!({"error": "flag store unavailable", "request_id": REQUEST_ID}), "{key}");
         let reply = ofrep(app, "u", key).await;
         assert_eq!(reply.status, 500, "{key}: {}", reply.body);
         assert_eq!(
             reply.body,
-            json!({"key": key, "errorCode": "GENERAL", "errorDetails": "flag store unavailable", "request_id": "req-cache"}),
+            json!({"key": key, "errorCode": "GENERAL", "errorDetails": "flag store unavailable", "request_id": REQUEST_ID}),
             "{key}"
         );
         assert_eq!(fx.operations.count("GetItem"), before, "{key}: fails fast while the store backs off");
@@ -565,11 +541,11 @@ async fn while_dynamodb_is_down_cached_flags_are_served_stale_and_the_rest_fail_
     assert_eq!(reply.status, 500, "{}", reply.body);
     assert_eq!(
         reply.body,
-        json!({"errorCode": "GENERAL", "errorDetails": "flag store unavailable", "request_id": "req-cache"})
+        json!({"errorCode": "GENERAL", "errorDetails": "flag store unavailable", "request_id": REQUEST_ID})
     );
     let reply = post(&cold, "/batch_evaluate", &json!({"user_id": "u"})).await;
     assert_eq!(reply.status, 503, "{}", reply.body);
-    assert_eq!(reply.body, json!({"error": "flag store unavailable", "request_id": "req-cache"}));
+    assert_eq!(reply.body, json!({"error": "flag store unavailable", "request_id": REQUEST_ID}));
     assert_eq!(cold_operations.count("Scan"), 1, "the first asked the store, the second failed fast");
 
     // Stale values are served for STALE_IF_ERROR_SECONDS past the TTL, and no longer.

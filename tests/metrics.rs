@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use common::dynamo::{client, create_table, dynamo_app, put_flags, Operations};
 use common::moto::{unique_name, Moto};
-use flagfn::api::{handle, BodyEncoding, Method, Request};
 use flagfn::app::App;
 use flagfn::clock::Clock;
 use flagfn::config::{MetricsConfig, MetricsOutput};
@@ -70,18 +69,9 @@ fn with_metrics(app: App, flag_dimensions: usize) -> (App, Captured) {
     (app, out)
 }
 
+/// The status of `POST path` with `body`.
 async fn post(app: &App, path: &str, body: &Value) -> u16 {
-    let body = body.to_string();
-    let request = Request {
-        method: Method::Post,
-        path,
-        query: "",
-        if_none_match: None,
-        body: body.as_bytes(),
-        request_id: "req-metrics",
-        encoding: BodyEncoding::Json,
-    };
-    handle(app, request).await.status
+    common::app::post(app, path, body).await.status
 }
 
 async fn evaluate(app: &App, key: &str) -> u16 {

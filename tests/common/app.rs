@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use flagfn::api::{handle, BodyEncoding, Method, Request};
 use flagfn::app::App;
 use flagfn::clock::Clock;
 use flagfn::config::Config;
@@ -70,4 +71,34 @@ pub fn file_app(flags_file: &str, clock: Clock) -> (Arc<App>, Arc<MemorySink>) {
     let sink = Arc::new(MemorySink::default());
     let app = App::new(store, Some(sink.clone()), &config, clock);
     (Arc::new(app), sink)
+}
+
+/// One answer of the API: its status and its body, parsed (`null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+/// The request id [`post`] sends (answers echo it in error bodies).
+pub const REQUEST_ID: &str = "req-test";
+
+/// `POST path` with `body` as JSON, through the transport-neutral API.
+pub async fn post(app: &App, path: &str, body: &serde_json::Value) -> Reply {
+    let body = body.to_string();
+    let request = Request {
+        method: Method::Post,
+        path,
+        query: "",
+        if_none_match: None,
+        body: body.as_bytes(),
+        request_id: REQUEST_ID,
+        encoding: BodyEncoding::Json,
+    };
+    let response = handle(app, request).await;
+    let body = match response.body.is_empty() {
+        true => serde_json::Value::Null,
+        false => serde_json::from_slice(&response.body).expect("JSON body"),
+    };
+    Reply { status: response.status, body }
 }
