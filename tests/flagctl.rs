@@ -292,6 +292,20 @@ fn validate_rejects_every_lenient_reading_of_spec_1_1() {
                 "resembles",
             ),
             (
+                "extension-operator",
+                json!({"key": "extension-operator",
+                   "targeting_rules": clause(json!({"attribute": "plan", "operator": "exists"}))}),
+                "targeting_rules[0]",
+                "operator `exists` is not one Python knew: never matches in targeting_rules; move this clause to `rules`",
+            ),
+            (
+                "negate",
+                json!({"key": "negate",
+                   "targeting_rules": clause(json!({"attribute": "plan", "operator": "equals", "value": "pro", "negate": true}))}),
+                "targeting_rules[0]",
+                "has `negate`, which Python never read: ignored in targeting_rules; move this clause to `rules`",
+            ),
+            (
                 "allocation-sum",
                 json!({"key": "allocation-sum", "variants": [{"key": "a", "allocation": 0.5}, {"key": "b", "allocation": 0.3}]}),
                 "variants",
@@ -307,6 +321,53 @@ fn validate_rejects_every_lenient_reading_of_spec_1_1() {
         ],
         "(the function reads this leniently in existing items; new ones must not have it)",
     );
+}
+
+/// `validate --table` reads a live table (items as the Python service wrote them, with
+/// boto3) and lists every item the function answers only leniently, with its fix; the
+/// clean items pass; nothing is written.
+#[tokio::test]
+async fn validate_table_lists_every_item_read_leniently() {
+    let moto = shared_moto();
+    let endpoint = moto.endpoint();
+    let table = unique_name("ctl-validate");
+    let exists = json!({"attribute": "plan", "operator": "exists"});
+    let negated = json!({"attribute": "plan", "operator": "equals", "value": "pro", "negate": true});
+    seed_with_boto3(
+        &endpoint,
+        &table,
+        &json!([
+            {"key": "clean", "enabled": true, "rollout_percentage": 10.0, "version": 3,
+             "targeting_rules": [{"attribute": "plan", "operator": "in", "value": ["pro"]}]},
+            {"key": "uses-exists", "enabled": true, "rollout_percentage": 100.0, "targeting_rules": [exists]},
+            {"key": "uses-negate", "enabled": true, "rollout_percentage": 100.0,
+             "targeting_rules": [{"attribute": "country", "operator": "equals", "value": "DE"}, negated]},
+        ]),
+    );
+    let before = flagctl(&endpoint, &[], &["list", "--table", &table]).stdout;
+    let run = flagctl(&endpoint, &[], &["validate", "--table", &table]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let fix = "move this clause to `rules`";
+    for line in [
+        format!("{table}:uses-exists: targeting_rules[0]: operator `exists` is not one Python knew: never matches in targeting_rules; {fix}"),
+        format!("{table}:uses-negate: targeting_rules[1]: has `negate`, which Python never read: ignored in targeting_rules; {fix}"),
+        format!("2 of 3 item(s) in `{table}` need a fix:"),
+    ] {
+        assert!(run.stderr.contains(&line), "{line}\n{}", run.stderr);
+    }
+    assert!(!run.stderr.contains(&format!("{table}:clean")), "{}", run.stderr);
+    assert_eq!(flagctl(&endpoint, &[], &["list", "--table", &table]).stdout, before, "validate writes nothing");
+
+    // `--table` without a value reads FLAGS_TABLE; a clean table passes.
+    let clean = unique_name("ctl-validate-clean");
+    seed_with_boto3(&endpoint, &clean, &json!([{"key": "clean", "enabled": true, "rollout_percentage": 10.0}]));
+    let run = flagctl(&endpoint, &[("FLAGS_TABLE", &clean)], &["validate", "--table"]);
+    assert_eq!((run.code, run.stdout.as_str()), (0, format!("ok: 1 item(s) in `{clean}` valid\n").as_str()), "{run:?}");
+    let run = flagctl(&endpoint, &[], &["validate", "--table"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("give a table name, or set FLAGS_TABLE"), "{run:?}");
+    let run = flagctl(&endpoint, &[], &["validate"]);
+    assert_eq!(run.code, 2, "clap: a path or --table is required: {run:?}");
 }
 
 #[test]

@@ -195,3 +195,36 @@ fn bucket_by_serve_rollouts_and_short_circuits_are_shown_as_the_evaluator_ran_th
     assert!(out.contains("8. variant: no point was computed (see the result)\n"), "{out}");
     assert!(out.ends_with("result: enabled=false, reason=error, variant=none, error TARGETING_KEY_MISSING: this flag needs a user id (targetingKey) and none was given\n"), "{out}");
 }
+
+/// In `targeting_rules`, an operator Python did not know never matches and `negate` is
+/// ignored (Python's reading); explain says so on the clause's line.
+#[test]
+fn explain_says_which_targeting_rules_clauses_python_could_not_read() {
+    let dir = std::env::temp_dir().join(unique_name("flagctl-explain-python"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flag = serde_json::json!({
+        "key": "python-reading", "enabled": true, "rollout_percentage": 100,
+        "targeting_rules": [{"attribute": "plan", "operator": "equals", "value": "pro", "negate": true},
+                            {"attribute": "plan", "operator": "exists"}]
+    });
+    std::fs::write(dir.join("python-reading.json"), flag.to_string()).unwrap();
+    let dir = dir.to_str().unwrap().to_owned();
+    let (code, out, err) =
+        explain("http://127.0.0.1:9", "python-reading", "u-1", &["--file", &dir, "--context", r#"{"plan": "pro"}"#]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "     plan equals \"pro\": saw \"pro\" → match \
+             [`negate` is ignored in targeting_rules (Python never read it)]\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "     plan exists <absent>: saw \"pro\" → no match \
+             [operator `exists` is not one Python knew: never matches in targeting_rules]\n"
+        ),
+        "{out}"
+    );
+    assert!(out.ends_with("result: enabled=false, reason=targeting_rules_not_met, variant=none\n"), "{out}");
+}

@@ -26,12 +26,23 @@ pub struct Cli {
 /// The sub-commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check flag files strictly, offline: every malformation of SPEC §1 and every
-    /// oddity of SPEC §1.1 is an error; keys that differ from their file name, unknown
-    /// fields and prerequisites naming flags not in the set are warnings.
+    /// Check flag files strictly, offline: every malformation and every item the function
+    /// would only read leniently (an operator Python did not know or `negate` inside
+    /// `targeting_rules`, an allocation sum off 1, ...) is an error; keys that differ from
+    /// their file name, unknown fields and prerequisites naming flags not in the set are
+    /// warnings. With `--table`, check every item of a live table the same way instead,
+    /// to find the items answered leniently before anyone edits them.
     Validate {
         /// A flags directory or a single flags file.
-        path: PathBuf,
+        #[arg(required_unless_present = "table", conflicts_with = "table")]
+        path: Option<PathBuf>,
+        /// Check the items of this DynamoDB table instead of files (without a value:
+        /// `FLAGS_TABLE`). Reads only (a consistent `Scan`).
+        #[arg(long, value_name = "TABLE", num_args = 0..=1, value_parser = table_name)]
+        table: Option<Option<String>>,
+        /// The table `--table` reads when given without a value.
+        #[arg(long = "default-table", env = "FLAGS_TABLE", hide = true, value_parser = table_name)]
+        default_table: Option<String>,
     },
     /// Show what `apply` would change, flag by flag and field by field.
     Diff {

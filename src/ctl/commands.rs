@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::audit::{caller_identity, timestamp, AuditRecord};
 use super::cli::{AuditedTableArgs, Command, Format};
 use super::diff::{compact, field_changes, render_changes, FieldChange};
+use super::files::FlagFile;
 use super::table::{Change, FlagTable, StoredFlag};
 use super::validate::{check, Checked};
 use super::{files, CtlError, Problem};
@@ -24,9 +25,15 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs `command`.
 pub async fn dispatch(command: Command) -> Result<(), CtlError> {
     match command {
-        Command::Validate { path } => validate(&path).map(|checked| {
+        Command::Validate { path: Some(path), .. } => validate(&path).map(|checked| {
             println!("ok: {} flag(s) valid", checked.flags.len());
         }),
+        Command::Validate { path: None, table, default_table } => {
+            let Some(table) = table.flatten().or(default_table) else {
+                return Err(CtlError::input("validate", "--table", "give a table name, or set FLAGS_TABLE"));
+            };
+            validate_table(&table).await
+        }
         Command::Diff { path, prune, table } => {
             let plan = plan(&path, &flag_table(&table.table).await, prune).await?;
             print!("{}", plan.render(prune));
@@ -90,6 +97,30 @@ fn validate(path: &Path) -> Result<Checked, CtlError> {
     } else {
         Err(CtlError::Input(checked.errors))
     }
+}
+
+/// Checks every item of `table` as `validate` checks files, each named `TABLE:KEY`;
+/// an item that cannot even be read as a flag is a problem too, not the end of the check.
+async fn validate_table(table: &str) -> Result<(), CtlError> {
+    let (items, mut unreadable) = flag_table(table).await.scan_leniently().await?;
+    let scanned = items.len() + unreadable.len();
+    let files = items.into_iter().map(|(key, flag)| FlagFile {
+        origin: format!("{table}:{key}"),
+        stem: None,
+        doc: Value::Object(flag.full()),
+    });
+    let mut checked = check(files.collect());
+    for warning in &checked.warnings {
+        eprintln!("warning: {warning}");
+    }
+    checked.errors.append(&mut unreadable);
+    if checked.errors.is_empty() {
+        println!("ok: {scanned} item(s) in `{table}` valid");
+        return Ok(());
+    }
+    let items: std::collections::BTreeSet<&str> = checked.errors.iter().map(|p| p.file.as_str()).collect();
+    eprintln!("{} of {scanned} item(s) in `{table}` need a fix:", items.len());
+    Err(CtlError::Input(checked.errors))
 }
 
 /// What `apply` would do.

@@ -18,7 +18,7 @@ use super::commands::flag_table;
 use super::diff::compact;
 use super::{files, CtlError};
 use crate::eval::{EvalInput, Evaluation, Evaluator, FlagSet, Reason, Trace};
-use crate::flag::{Clause, CompiledFlag, FlagBody, Serve};
+use crate::flag::{not_python, Clause, CompiledFlag, FlagBody, Serve};
 
 /// Explains `key` for `user` with `context` (a JSON object), reading the flags from
 /// `file` (a directory or flags file) or else from `table`.
@@ -205,7 +205,7 @@ impl Narrator<'_, '_> {
         self.line("5. rules (the first whose clauses all match decides):");
         for (rule, doc) in body.rules.iter().zip(docs) {
             self.line(format!("   rule {:?}:", &*rule.serve.id));
-            self.clauses(&rule.clauses, list(&doc["clauses"]));
+            self.clauses(&rule.clauses, list(&doc["clauses"]), false);
             if self.outcome.reason() == Reason::RuleMatch && self.outcome.rule_id() == Some(&*rule.serve.id) {
                 self.line(format!(
                     "   → rule {:?} matches: serve {} (rule_match)",
@@ -226,7 +226,7 @@ impl Narrator<'_, '_> {
             return self.line("6. targeting_rules: none");
         }
         self.line("6. targeting_rules (all must match):");
-        self.clauses(&body.targeting_rules, docs);
+        self.clauses(&body.targeting_rules, docs, true);
         if self.outcome.reason() != Reason::TargetingRulesNotMet {
             self.line("   → all match");
         } else if self.input.context.is_empty() {
@@ -236,12 +236,25 @@ impl Narrator<'_, '_> {
         }
     }
 
-    /// Each clause with the attribute value it saw and the evaluator's verdict.
-    fn clauses(&mut self, compiled: &[Clause], docs: &[Value]) {
+    /// Each clause with the attribute value it saw and the evaluator's verdict. In
+    /// `targeting_rules` (`python`), `negate` is ignored and an operator Python did not
+    /// know never matches: the line says so.
+    fn clauses(&mut self, compiled: &[Clause], docs: &[Value], python: bool) {
         for (clause, doc) in compiled.iter().zip(docs) {
             let attribute = doc["attribute"].as_str().unwrap_or("<no attribute>");
             let operator = doc["operator"].as_str().unwrap_or("<no operator>");
-            let negate = if doc["negate"].as_bool() == Some(true) { "not " } else { "" };
+            let negated = doc["negate"].as_bool() == Some(true);
+            let negate = if negated && !python { "not " } else { "" };
+            let mut notes = Vec::new();
+            match doc["operator"].as_str() {
+                Some(name) if python && !matches!(name, "equals" | "in" | "greater_than" | "less_than") => {
+                    notes.push(not_python(name))
+                }
+                _ => {}
+            }
+            if python && doc.get("negate").is_some_and(|n| !n.is_null()) {
+                notes.push("`negate` is ignored in targeting_rules (Python never read it)".to_owned());
+            }
             let seen = match self.input.context.get(attribute) {
                 Some(value) => compact(Some(value)),
                 None if attribute == "now" && matches!(operator, "before" | "after") => {
@@ -255,7 +268,8 @@ impl Narrator<'_, '_> {
                 None => "not evaluated",
             };
             let value = compact(doc.get("value"));
-            self.line(format!("     {attribute} {negate}{operator} {value}: saw {seen} → {verdict}"));
+            let notes: String = notes.iter().map(|n| format!(" [{n}]")).collect();
+            self.line(format!("     {attribute} {negate}{operator} {value}: saw {seen} → {verdict}{notes}"));
         }
     }
 

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::audit::AuditRecord;
 use super::validate::MANAGED;
-use super::CtlError;
+use super::{CtlError, Problem};
 use crate::freshness::{manifest_put, read_consistent, Written};
 
 /// A DynamoDB item as the SDK returns it.
@@ -84,15 +84,46 @@ impl FlagTable {
 
     /// Every flag, by key (a consistent, paginated `Scan`: writes are conditional on it).
     pub async fn scan(&self) -> Result<BTreeMap<String, StoredFlag>, CtlError> {
-        let mut pages = self.client.scan().table_name(&self.table).consistent_read(true).into_paginator().send();
         let mut flags = BTreeMap::new();
-        while let Some(page) = pages.try_next().await.map_err(|e| CtlError::aws("Scan", e))? {
-            for item in page.items.unwrap_or_default() {
-                let (key, flag) = stored(item)?;
-                flags.insert(key, flag);
-            }
+        for item in self.scan_items().await? {
+            let (key, flag) = stored(item)?;
+            flags.insert(key, flag);
         }
         Ok(flags)
+    }
+
+    /// Every flag that reads as one, and a problem for each item that does not (no string
+    /// `key`, an attribute type this build does not know, ...): what `validate --table`
+    /// reports, where one bad item must not hide the others.
+    pub async fn scan_leniently(&self) -> Result<(BTreeMap<String, StoredFlag>, Vec<Problem>), CtlError> {
+        let (mut flags, mut problems) = (BTreeMap::new(), Vec::new());
+        for item in self.scan_items().await? {
+            let key = match item.get("key") {
+                Some(AttributeValue::S(key)) => key.clone(),
+                _ => "<no string key>".to_owned(),
+            };
+            match stored(item) {
+                Ok((key, flag)) => {
+                    flags.insert(key, flag);
+                }
+                Err(CtlError::Input(found)) => {
+                    let origin = format!("{}:{key}", self.table);
+                    problems.extend(found.into_iter().map(|p| Problem::new(&origin, "-", p.message)));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok((flags, problems))
+    }
+
+    /// Every item of the table (a consistent, paginated `Scan`).
+    async fn scan_items(&self) -> Result<Vec<Item>, CtlError> {
+        let mut pages = self.client.scan().table_name(&self.table).consistent_read(true).into_paginator().send();
+        let mut items = Vec::new();
+        while let Some(page) = pages.try_next().await.map_err(|e| CtlError::aws("Scan", e))? {
+            items.extend(page.items.unwrap_or_default());
+        }
+        Ok(items)
     }
 
     /// One flag (a consistent `GetItem`).

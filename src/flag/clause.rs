@@ -27,30 +27,48 @@ impl Clause {
         let attribute = doc.attribute.as_deref().ok_or("`attribute` must be a string")?;
         let name = doc.operator.as_deref().ok_or("`operator` must be a string")?;
         let operator = Operator::compile(name, operand(doc))?.ok_or_else(|| format!("unknown operator `{name}`"))?;
-        Ok(Clause::new(attribute, operator, doc.negate.unwrap_or(false)))
+        let negate = match &doc.negate {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(negate)) => *negate,
+            Some(_) => return Err("`negate` must be a boolean".to_owned()),
+        };
+        Ok(Clause::new(attribute, operator, negate))
     }
 
-    /// Compiles one clause of Python's `targeting_rules` as the Python service read it
-    /// (SPEC §1.1): a clause without a string `attribute`, or with an operator Python did
-    /// not know, never matches, and comes back with the oddity to report. A bad operand
-    /// of an extension operator is still an error.
-    pub fn compile_python(doc: &ClauseDoc) -> Result<(Self, Option<String>), String> {
-        let known = match doc.operator.as_deref() {
-            Some(name) => Operator::compile(name, operand(doc))?,
-            None => None,
-        };
-        let (operator, oddity) = match (doc.attribute.as_deref(), known) {
-            (Some(attribute), Some(operator)) => {
-                return Ok((Clause::new(attribute, operator, doc.negate.unwrap_or(false)), None))
+    /// Compiles one clause of Python's `targeting_rules` exactly as the Python service
+    /// read it (see docs/flag-format.md, "Reading what the Python service wrote"): only
+    /// Python's four operators evaluate; any other operator, an extension operator
+    /// included, never matches whatever its operand; a clause without a string
+    /// `attribute` never matches; `negate` is ignored. Never an error: Python loaded all of
+    /// these. Each thing read this way comes back as an oddity to report.
+    pub fn compile_python(doc: &ClauseDoc) -> (Self, Vec<String>) {
+        let mut oddities = Vec::new();
+        if doc.negate.as_ref().is_some_and(|n| !n.is_null()) {
+            oddities
+                .push(format!("has `negate`, which Python never read: ignored in targeting_rules; {MOVE_TO_RULES}"));
+        }
+        let python = doc.operator.as_deref().and_then(|name| python_operator(name, operand(doc)));
+        let operator = match (doc.attribute.as_deref(), python, doc.operator.as_deref()) {
+            (Some(attribute), Some(operator), _) => return (Clause::new(attribute, operator, false), oddities),
+            (None, _, _) => {
+                oddities.push("has no string `attribute`; it never matches".to_owned());
+                Operator::Never
             }
-            (None, _) => (Operator::Never, "has no string `attribute`; it never matches".to_owned()),
-            (Some(_), None) => match doc.operator.as_deref() {
-                Some(name) => (Operator::Never, format!("has an unknown operator `{name}`; it never matches")),
-                None => (Operator::Never, "has no string `operator`; it never matches".to_owned()),
-            },
+            (Some(_), None, None) => {
+                oddities.push("has no string `operator`; it never matches".to_owned());
+                Operator::Never
+            }
+            (Some(_), None, Some(name)) => {
+                let fix = match Operator::compile(name, Value::Null) {
+                    Ok(None) => "use `equals`, `in`, `greater_than` or `less_than`",
+                    // An extension operator (whatever its operand would be): it works in `rules`.
+                    _ => MOVE_TO_RULES,
+                };
+                oddities.push(format!("{}; {fix}", not_python(name)));
+                Operator::Never
+            }
         };
-        // `negate` must not turn "never" into "always".
-        Ok((Clause::new(doc.attribute.as_deref().unwrap_or_default(), operator, false), Some(oddity)))
+        (Clause::new(doc.attribute.as_deref().unwrap_or_default(), operator, false), oddities)
     }
 
     /// Whether the clause holds for `context`. A missing (or `null`) attribute never
@@ -79,6 +97,24 @@ impl Clause {
     fn new(attribute: &str, operator: Operator, negate: bool) -> Self {
         let is_now = attribute == "now" && operator.is_time();
         Clause { is_now, attribute: attribute.into(), operator, negate }
+    }
+}
+
+/// The fix `flagctl validate` asks for: extension operators and `negate` belong in `rules`.
+const MOVE_TO_RULES: &str = "move this clause to `rules`";
+
+/// What an operator name that is not one of Python's four means in `targeting_rules`
+/// (`flagctl explain` says the same).
+pub fn not_python(name: &str) -> String {
+    format!("operator `{name}` is not one Python knew: never matches in targeting_rules")
+}
+
+/// One of the Python service's four operators, with its operand; `None` for any other
+/// name. They take any operand (Python compared whatever was stored), so this never fails.
+fn python_operator(name: &str, value: Value) -> Option<Operator> {
+    match name {
+        "equals" | "in" | "greater_than" | "less_than" => Operator::compile(name, value).ok().flatten(),
+        _ => None,
     }
 }
 

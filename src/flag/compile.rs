@@ -278,7 +278,7 @@ fn compile_body(doc: &FlagDoc, oddities: &mut Vec<String>) -> Result<FlagBody, S
             variant: p.variant.as_deref().map(Into::into),
         });
     }
-    let targeting_rules = compile_python_clauses(doc.targeting_rules.as_deref().unwrap_or_default(), oddities)?;
+    let targeting_rules = compile_python_clauses(doc.targeting_rules.as_deref().unwrap_or_default(), oddities);
     Ok(FlagBody {
         enabled: doc.enabled.unwrap_or(false),
         rollout,
@@ -328,15 +328,16 @@ fn compile_clauses(docs: &[ClauseDoc], field: &str) -> Result<Box<[Clause]>, Str
     docs.iter().enumerate().map(|(i, c)| Clause::compile(c).map_err(|p| format!("{field}[{i}]: {p}"))).collect()
 }
 
-/// Python's `targeting_rules`, read as Python read them; oddities are collected.
-fn compile_python_clauses(docs: &[ClauseDoc], oddities: &mut Vec<String>) -> Result<Box<[Clause]>, String> {
+/// Python's `targeting_rules`, read as Python read them (never an error); oddities are
+/// collected.
+fn compile_python_clauses(docs: &[ClauseDoc], oddities: &mut Vec<String>) -> Box<[Clause]> {
     let mut clauses = Vec::with_capacity(docs.len());
     for (i, doc) in docs.iter().enumerate() {
-        let (clause, oddity) = Clause::compile_python(doc).map_err(|p| format!("targeting_rules[{i}]: {p}"))?;
-        oddities.extend(oddity.map(|o| format!("targeting_rules[{i}] {o}")));
+        let (clause, found) = Clause::compile_python(doc);
+        oddities.extend(found.into_iter().map(|o| format!("targeting_rules[{i}] {o}")));
         clauses.push(clause);
     }
-    Ok(clauses.into())
+    clauses.into()
 }
 
 fn percentage(p: f64) -> Result<f64, String> {

@@ -12,7 +12,7 @@ mod number;
 mod operator;
 mod variant;
 
-pub use clause::Clause;
+pub use clause::{not_python, Clause};
 pub use compile::{CompiledFlag, DecidedBy, FlagBody, Prerequisite, Rule, Serve};
 pub use number::Num;
 pub use operator::{Membership, Operator, Ordinal, StrSet};
@@ -108,9 +108,11 @@ pub struct ClauseDoc {
     /// The operand; absent is the same as `null` (which nothing equals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
-    /// Inverts the operator's result (but never makes an absent attribute match).
+    /// Inverts the operator's result (but never makes an absent attribute match) in
+    /// `rules`, where anything but a boolean is an error. Kept as read because Python
+    /// never read it: in `targeting_rules` it is ignored, whatever its type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub negate: Option<bool>,
+    pub negate: Option<Value>,
 }
 
 /// A string field that may be absent or of another type in items the Python service

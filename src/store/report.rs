@@ -80,6 +80,22 @@ mod tests {
         assert!(!first_report(&odd(2)));
     }
 
+    /// An extension operator or `negate` inside `targeting_rules` is read as Python read
+    /// it, so the item is reported (warning and metric) like every other lenient read.
+    #[test]
+    fn python_readings_of_targeting_rules_are_reported() {
+        let clauses = [
+            serde_json::json!({"attribute": "plan", "operator": "exists"}),
+            serde_json::json!({"attribute": "plan", "operator": "equals", "value": "pro", "negate": true}),
+        ];
+        for (i, clause) in clauses.into_iter().enumerate() {
+            let doc = serde_json::json!({"key": format!("report-test-python-{i}"), "targeting_rules": [clause]});
+            let flag = CompiledFlag::from_value(doc).expect("keyed");
+            loaded(&flag);
+            assert!(!first_report(&flag), "reported when loaded: {:?}", flag.oddities());
+        }
+    }
+
     #[test]
     fn the_memory_of_reported_versions_is_bounded() {
         for version in 0..(REMEMBERED_VERSIONS as u64 + 10) {

@@ -150,7 +150,7 @@ fn now_defaults_to_the_evaluation_time_unless_the_context_sets_it() {
 #[test]
 fn targeting_rules_never_match_an_empty_or_absent_context() {
     let doc = json!({"key": "t", "enabled": true, "rollout_percentage": 100,
-        "targeting_rules": [{"attribute": "x", "operator": "not_exists"}]});
+        "targeting_rules": [{"attribute": "y", "operator": "less_than", "value": 2}]});
     assert_eq!(eval(doc.clone(), Some("u"), json!({})).1, "targeting_rules_not_met");
     assert_eq!(eval(doc, Some("u"), json!({"y": 1})).1, "enabled");
     // An empty rule list is no rules at all.
@@ -265,8 +265,12 @@ fn malformed_flags_name_their_problem() {
             "rules[0].clauses[0]: `attribute` must be a string",
         ),
         (
-            json!({"key": "m", "targeting_rules": [{"attribute": "a", "operator": "matches", "value": 5}]}),
-            "targeting_rules[0]: `matches` needs a string value",
+            json!({"key": "m", "rules": [{"id": "r", "clauses": [{"attribute": "a", "operator": "matches", "value": 5}], "serve": {}}]}),
+            "rules[0].clauses[0]: `matches` needs a string value",
+        ),
+        (
+            json!({"key": "m", "rules": [{"id": "r", "clauses": [{"attribute": "a", "operator": "exists", "negate": "yes"}], "serve": {}}]}),
+            "rules[0].clauses[0]: `negate` must be a boolean",
         ),
         (
             json!({"key": "m", "rules": [{"id": "r", "clauses": [{"attribute": "a", "operator": "matches", "value": "("}], "serve": {}}]}),

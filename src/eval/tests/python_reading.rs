@@ -19,14 +19,172 @@ fn a_clause_without_a_string_attribute_never_matches() {
 
 #[test]
 fn an_unknown_operator_never_matches_even_negated() {
-    for (operator, negate) in [(json!("eq"), false), (json!("Equals"), true), (json!(3), false)] {
+    for (operator, negate) in [(json!("eq"), json!(false)), (json!("Equals"), json!(true)), (json!(3), json!(null))] {
         let doc = json!({"key": "t", "enabled": true, "rollout_percentage": 100,
             "targeting_rules": [{"attribute": "a", "operator": operator, "value": 1, "negate": negate}]});
         assert_eq!(eval(doc.clone(), Some("u"), json!({"a": 1})).1, "targeting_rules_not_met", "{doc}");
-        assert_eq!(oddities(doc).len(), 1);
+        assert_eq!(oddities(doc).len(), 1 + usize::from(!negate.is_null()));
     }
     let doc = json!({"key": "t", "targeting_rules": [{"attribute": "a", "operator": "eq"}]});
-    assert_eq!(oddities(doc), ["targeting_rules[0] has an unknown operator `eq`; it never matches"]);
+    assert_eq!(
+        oddities(doc),
+        ["targeting_rules[0] operator `eq` is not one Python knew: never matches in targeting_rules; \
+          use `equals`, `in`, `greater_than` or `less_than`"]
+    );
+}
+
+/// Python knew four operators in `targeting_rules`; the extension operators, which work
+/// in `rules`, never match there, whatever their operand (a bad one included: Python
+/// loaded the item) and whatever the context.
+#[test]
+fn an_extension_operator_in_targeting_rules_never_matches() {
+    let cases = [
+        ("exists", json!(null), json!({"plan": "pro"})),
+        ("not_exists", json!(null), json!({"other": 1})),
+        ("not_equals", json!("free"), json!({"plan": "pro"})),
+        ("not_in", json!(["free"]), json!({"plan": "pro"})),
+        ("contains", json!("r"), json!({"plan": "pro"})),
+        ("starts_with", json!("p"), json!({"plan": "pro"})),
+        ("matches", json!("^p"), json!({"plan": "pro"})),
+        ("matches", json!("("), json!({"plan": "pro"})),
+        ("greater_than_or_equal", json!(1), json!({"plan": 2})),
+        ("semver_greater_than", json!("1.0.0"), json!({"plan": "2.0.0"})),
+        ("after", json!(0), json!({"plan": 1})),
+        ("after", json!(0), json!({})),
+    ];
+    for (operator, value, context) in cases {
+        let attribute =
+            if operator == "after" && context.as_object().is_some_and(|c| c.is_empty()) { "now" } else { "plan" };
+        let doc = json!({"key": "x", "enabled": true, "rollout_percentage": 100,
+            "targeting_rules": [{"attribute": attribute, "operator": operator, "value": value}]});
+        assert_eq!(eval(doc.clone(), Some("u"), context.clone()).1, "targeting_rules_not_met", "{doc} {context}");
+        assert!(flag(doc.clone()).body().is_ok(), "loadable, as Python loaded it: {doc}");
+        assert_eq!(
+            oddities(doc),
+            [format!(
+                "targeting_rules[0] operator `{operator}` is not one Python knew: never matches in targeting_rules; \
+                 move this clause to `rules`"
+            )]
+        );
+        // The same clause in `rules` (a valid operand) evaluates.
+        if value != json!("(") && attribute == "plan" {
+            let doc = json!({"key": "x", "enabled": true, "rollout_percentage": 0,
+                "rules": [{"id": "r", "clauses": [{"attribute": "plan", "operator": operator, "value": value}], "serve": {}}]});
+            assert_eq!(eval(doc.clone(), Some("u"), context).1, "rule_match", "{doc}");
+        }
+    }
+}
+
+/// Python never read `negate`: a `targeting_rules` clause is evaluated plainly, whatever
+/// `negate` says (a non-boolean included).
+#[test]
+fn negate_is_ignored_in_targeting_rules() {
+    for negate in [json!(true), json!(false), json!("yes"), json!(1)] {
+        let doc = json!({"key": "n", "enabled": true, "rollout_percentage": 100,
+            "targeting_rules": [{"attribute": "plan", "operator": "equals", "value": "pro", "negate": negate}]});
+        assert_eq!(eval(doc.clone(), Some("u"), json!({"plan": "pro"})).1, "enabled", "{doc}");
+        assert_eq!(eval(doc.clone(), Some("u"), json!({"plan": "free"})).1, "targeting_rules_not_met", "{doc}");
+        assert_eq!(
+            oddities(doc),
+            ["targeting_rules[0] has `negate`, which Python never read: ignored in targeting_rules; \
+              move this clause to `rules`"]
+        );
+    }
+    // In `rules`, `negate` inverts.
+    let doc = json!({"key": "n", "enabled": true, "rollout_percentage": 0,
+        "rules": [{"id": "r", "clauses": [{"attribute": "plan", "operator": "equals", "value": "pro", "negate": true}], "serve": {}}]});
+    assert_eq!(eval(doc.clone(), Some("u"), json!({"plan": "free"})).1, "rule_match");
+    assert_eq!(eval(doc, Some("u"), json!({"plan": "pro"})).1, "not_in_rollout");
+}
+
+mod never_matching {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Operator names that are not Python's four: every extension operator, case and
+    /// spelling variants, and arbitrary text.
+    fn foreign_operator() -> impl Strategy<Value = String> {
+        const EXTENSIONS: &[&str] = &[
+            "not_equals",
+            "not_in",
+            "greater_than_or_equal",
+            "less_than_or_equal",
+            "contains",
+            "not_contains",
+            "starts_with",
+            "ends_with",
+            "matches",
+            "semver_equals",
+            "semver_greater_than",
+            "semver_less_than",
+            "before",
+            "after",
+            "exists",
+            "not_exists",
+            "Equals",
+            "IN",
+            "greater than",
+            "",
+        ];
+        prop_oneof![
+            proptest::sample::select(EXTENSIONS).prop_map(str::to_owned),
+            "[a-z_]{1,12}".prop_filter("not a Python operator", |s| {
+                !matches!(s.as_str(), "equals" | "in" | "greater_than" | "less_than")
+            }),
+        ]
+    }
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-z0-9.^$()*:-]{0,8}".prop_map(Value::from),
+        ]
+    }
+
+    fn operand() -> impl Strategy<Value = Value> {
+        prop_oneof![scalar(), proptest::collection::vec(scalar(), 0..4).prop_map(Value::from)]
+    }
+
+    /// `negate` absent, a boolean, or something else.
+    fn negate() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![Just(None), any::<bool>().prop_map(|b| Some(Value::from(b))), scalar().prop_map(Some)]
+    }
+
+    fn clause() -> impl Strategy<Value = Value> {
+        ("[abn]|now", foreign_operator(), operand(), negate()).prop_map(|(attribute, operator, value, negate)| {
+            let mut clause = json!({"attribute": attribute, "operator": operator, "value": value});
+            if let Some(negate) = negate {
+                clause["negate"] = negate;
+            }
+            clause
+        })
+    }
+
+    fn context() -> impl Strategy<Value = Value> {
+        proptest::collection::btree_map("[abn]|now|x", operand(), 0..5)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    proptest! {
+        /// Any `targeting_rules` list made only of operators Python did not know never
+        /// matches, negated or not, in any context: the user is never eligible, and the
+        /// item still loads (Python served it).
+        #[test]
+        fn only_foreign_operators_never_match(
+            clauses in proptest::collection::vec(clause(), 1..4),
+            context in context(),
+            user in "[a-z0-9-]{1,12}",
+        ) {
+            let doc = json!({"key": "p", "enabled": true, "rollout_percentage": 100, "targeting_rules": clauses});
+            prop_assert!(flag(doc.clone()).body().is_ok(), "loads: {}", doc);
+            let (enabled, reason, _, error) = eval(doc.clone(), Some(&user), context.clone());
+            prop_assert_eq!((enabled, reason, error), (false, "targeting_rules_not_met", None), "{} {}", doc, context);
+        }
+    }
 }
 
 #[test]
