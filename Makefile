@@ -22,7 +22,7 @@ venv: $(VENV)/.installed
 ## make run — the function as a local server on 127.0.0.1:3000 over examples/flags.json,
 ## events to events.jsonl. No AWS account needed.
 run:
-	@echo "== why does a user get what they get? (README: Managing flags)"
+	@echo "== why does a user get what they get? (docs/flagctl.md)"
 	@echo "   cargo run -q --bin flagctl -- explain pricing-page --user user-2003 --context '{\"locale\":\"en-GB\"}' --file examples/flags.json"
 	FLAGS_FILE=$${FLAGS_FILE:-examples/flags.json} EVENTS_FILE=$${EVENTS_FILE:-events.jsonl} $(CARGO) run --bin flagfn
 
@@ -49,8 +49,8 @@ test-events: venv test-rust
 test-rie: venv test-rust
 	$(PY) scripts/rie_events.py --binary target/debug/flagfn
 
-## The release bootstrap, stripped, under aws-lambda-rie (the figure Lambda bills; README
-## "Amortized flush"). Not part of `make test`: a release build takes 5–20 minutes here.
+## The release bootstrap, stripped, under aws-lambda-rie (the figure Lambda bills;
+## docs/performance.md). Not part of `make test`: a release build takes 5–20 minutes here.
 rie-release: venv
 	$(CARGO) build --release --bin flagfn
 	mkdir -p target/rie && cp target/release/flagfn target/rie/bootstrap && strip target/rie/bootstrap
@@ -60,15 +60,15 @@ test-interop: venv test-rust
 	$(PY) tests/interop/test_ofrep.py --binary target/debug/flagfn
 
 ## make cost — US dollars per million evaluations at 1, 100 and 10,000 requests/s, from
-## the measured figures and prices in scripts/cost_inputs.json (README "Cost").
+## the measured figures and prices in scripts/cost_inputs.json (docs/cost.md).
 cost:
 	python3 scripts/cost.py
 
-## The README's Cost table equals `make cost`'s output (plain python3, no tools needed).
+## docs/cost.md's table equals `make cost`'s output (plain python3, no tools needed).
 test-cost:
 	cd scripts && python3 -m unittest -q test_cost
 
-## make bench — criterion benchmarks (eval, cache, handler, events); figures in README.
+## make bench — criterion benchmarks (eval, cache, handler, events); figures in docs/performance.md.
 bench:
 	$(CARGO) bench
 

@@ -1,4 +1,4 @@
-//! The cache's cost on top of evaluation (issue 3: ≤ 50 ns per flag).
+//! The cache's cost on top of evaluation (target: ≤ 50 ns per flag; docs/performance.md).
 //!
 //! `pure_eval_*` evaluate already-compiled flags; `hit_eval_*` do what a warm request
 //! does: look the flags up in the cache (all hits), then evaluate. Both read the clock

@@ -3,7 +3,7 @@
 //! Targets (ratios to `md5_bucket` in the same run): static ≤ 0.15×, rollout ≤ 1.15×,
 //! variant3 ≤ 1.15×, rules_rollout ≤ 1.3×, batch100 ≤ 125×; `numbers` (three number
 //! clauses, no hash) has no target beyond not getting slower. User ids cycle through
-//! 1,024 values so nothing is constant-folded; the README's table comes from this file.
+//! 1,024 values so nothing is constant-folded; docs/performance.md's eval figures come from this file.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ fn rules_rollout_flag(key: &str) -> Value {
 }
 
 /// Number comparisons alone (no hash: 100 %): integer–integer, float–float and
-/// integer–float clauses, the cases exact comparison (SPEC §1.1) must keep fast.
+/// integer–float clauses, the cases exact comparison must keep fast.
 fn numbers_flag(key: &str) -> Value {
     json!({"key": key, "enabled": true, "rollout_percentage": 100, "targeting_rules": [
         {"attribute": "age", "operator": "greater_than", "value": 18},

@@ -1,4 +1,4 @@
-//! Recording evaluation events on the hot path (issue 5: ≤ 100 ns per evaluation);
+//! Recording evaluation events on the hot path (target: ≤ 100 ns per evaluation; docs/performance.md);
 //! serialization is deferred to the flush, which is measured separately.
 
 mod support;
@@ -41,7 +41,7 @@ fn events(c: &mut Criterion) {
             time_with_flushes(iters, &pipeline, || pipeline.record(black_box(&subject), now, black_box(&outcomes)))
         });
     });
-    // The same with the per-flag metrics tally on (issue 15; on by default in Lambda).
+    // The same with the per-flag metrics tally on (on by default in Lambda).
     let tallied = EventPipeline::new(Some(Arc::new(NullSink)), config().events);
     tallied.count_flags(true);
     group.bench_function("record_1_tallied", |b| {

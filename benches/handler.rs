@@ -1,7 +1,7 @@
 //! A function URL event (JSON text in) → response (JSON text out), in-process, through
 //! `flagfn::lambda::invoke` — what the runtime calls for each invocation: event parsing,
 //! routing, body parsing and limits, cache hits, evaluation, event recording, rendering.
-//! Targets (issue 4): ≤ 5 µs for 1 flag, ≤ 40 µs for 100 flags. Events are recorded
+//! Targets (docs/performance.md): ≤ 5 µs for 1 flag, ≤ 40 µs for 100 flags. Events are recorded
 //! as in production and flushed between timed runs, as after a response.
 
 mod support;

@@ -3,10 +3,10 @@
 
 Every figure comes from scripts/cost_inputs.json (prices and measured sizes and
 durations) and template.yaml (the function's memory size), so the table can be
-re-derived after any of them changes. The README's "Cost" section is this script's
+re-derived after any of them changes. The table in docs/cost.md is this script's
 output verbatim; scripts/test_cost.py (run by `make test`) fails if they differ.
 
-Model (one line per component; README "Cost" explains each):
+Model (one line per component; docs/cost.md explains each):
 - environments = max(1, ceil(rate x billed duration)): the fewest warm environments
   that can carry the rate (Lambda keeps at least that many; more only adds the
   per-environment terms below).
@@ -16,7 +16,7 @@ Model (one line per component; README "Cost" explains each):
   sends one record per hot flag per flush per environment; the stream hour is a fixed
   cost, shared by whatever flows through it.
 - DynamoDB: one eventually consistent read per hot flag per TTL per environment, and at
-  most one manifest read per 5 s per environment (issue 14).
+  most one manifest read per 5 s per environment (the change manifest).
 - CloudWatch Logs: one EMF emit per environment per METRICS_INTERVAL_MS, plus Lambda's
   own per-invocation platform lines (an estimate).
 """

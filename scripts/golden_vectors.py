@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Golden vectors for flagfn's bucketing, computed independently of the Rust code.
 
-This script restates the Python evaluator's formulas (SPEC section 3) with nothing but
-`hashlib` and `struct`, and its decision order (SPEC section 2, Python part) in plain
-Python, then writes tests/fixtures/golden.json, which the Rust tests replay.
+This script restates the Python evaluator's formulas (docs/flag-format.md, "Bucketing")
+with nothing but `hashlib` and `struct`, and its decision order (docs/flag-format.md,
+"Evaluation order", the Python part) in plain Python, then writes
+tests/fixtures/golden.json, which the Rust tests replay.
 
     python3 scripts/golden_vectors.py           # rewrite the fixture
     python3 scripts/golden_vectors.py --check   # fail if the fixture is stale

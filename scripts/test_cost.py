@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make test-cost`: the README's "Cost" table is exactly what `make cost` prints, and
+"""`make test-cost`: the table in docs/cost.md is exactly what `make cost` prints, and
 the model's arithmetic holds for hand-checked figures."""
 
 import io
@@ -16,14 +16,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class CostTest(unittest.TestCase):
-    def test_readme_shows_what_make_cost_prints(self):
+    def test_docs_show_what_make_cost_prints(self):
         printed = io.StringIO()
         with redirect_stdout(printed):
             cost.main()
-        readme = (ROOT / "README.md").read_text()
-        block = re.search(r"<!-- make cost -->\n```text\n(.*?)```", readme, re.S)
-        self.assertIsNotNone(block, "README.md has no `<!-- make cost -->` block")
-        self.assertEqual(block.group(1), printed.getvalue(), "README Cost section differs from `make cost`")
+        page = (ROOT / "docs" / "cost.md").read_text()
+        blocks = re.findall(r"<!-- make cost -->\n```text\n(.*?)```", page, re.S)
+        self.assertEqual(len(blocks), 1, "docs/cost.md must hold exactly one `<!-- make cost -->` block")
+        self.assertEqual(blocks[0], printed.getvalue(), "docs/cost.md differs from `make cost`")
+
+    def test_no_other_document_keeps_a_copy(self):
+        # A second copy of the table elsewhere would go stale unchecked.
+        for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+            if path.name != "cost.md":
+                self.assertNotIn("<!-- make cost -->", path.read_text(), f"{path.name} keeps a copy of the cost table")
 
     def test_hand_checked_figures(self):
         inputs = json.loads((ROOT / "scripts" / "cost_inputs.json").read_text())

@@ -30,7 +30,7 @@ pub struct App {
     pub clock: Clock,
     /// Most flag keys one batch may name (`MAX_BATCH_FLAGS`).
     pub max_batch_flags: usize,
-    /// The change-manifest check (issue 14): invalidates changed flags after responses.
+    /// The change-manifest check: invalidates changed flags after responses.
     pub freshness: Freshness,
     /// EMF metrics, written after responses (`None`: off). Set by [`App::with_metrics`].
     pub metrics: Option<Metrics>,
@@ -77,8 +77,8 @@ impl App {
 
     /// The after-response phase: in Lambda, run by the internal extension once the
     /// response has been posted and before the environment may freeze. Nothing here is on
-    /// any request's path: the freshness check (issue 14) and the event flush, each only
-    /// when due (issue 16), then the metrics, when `METRICS_INTERVAL_MS` has passed since
+    /// any request's path: the freshness check and the event flush, each only
+    /// when due, then the metrics, when `METRICS_INTERVAL_MS` has passed since
     /// the last emit (so the lines also report this flush's sends and drops).
     pub async fn after_response(&self) {
         self.check_freshness().await;

@@ -1,6 +1,6 @@
 //! Running inside Lambda: events in, responses out, events flushed after the response.
 //!
-//! One payload type covers both event shapes (told apart by shape, SPEC §4): a function
+//! One payload type covers both event shapes (told apart by shape; docs/api.md): a function
 //! URL event (API Gateway payload 2.0: `requestContext.http`) becomes an [`api::Request`];
 //! a direct invoke (`{"action": "evaluate" | "batch_evaluate", ...}`) becomes a `POST` of
 //! the event itself to that route. Both go through [`api::handle`], the same code the
@@ -8,14 +8,14 @@
 //!
 //! A third shape, a DynamoDB Streams event (`Records[].eventSource == "aws:dynamodb"`,
 //! from the flags table's stream), records the changed keys in the change manifest
-//! ([`crate::freshness::stream`], issue 14).
+//! ([`crate::freshness::stream`]; docs/operations.md, "Freshness").
 //!
 //! After the response: an internal extension registered for `INVOKE` waits until the
 //! runtime has handed the invocation's response to the Runtime API (Lambda has it and
 //! returns it to the caller), then runs [`App::after_response`]: the freshness check
-//! (one manifest read per `FRESHNESS_SECONDS` at most, issue 14), and flushes the event
-//! buffer — but only when a flush is due (issue 16:
-//! `EVENTS_FLUSH_MIN` events, a full `PutRecords` worth of bytes, or the oldest event
+//! (one manifest read per `FRESHNESS_SECONDS` at most), and flushes the event
+//! buffer — but only when a flush is due
+//! (`EVENTS_FLUSH_MIN` events, a full `PutRecords` worth of bytes, or the oldest event
 //! older than `EVENTS_FLUSH_MAX_AGE_MS`); otherwise it says "done" at once, so most
 //! invocations do not pay for a `PutRecords` in their billed `Duration`. Lambda freezes the
 //! environment only when the extension asks for its next event, so events wait frozen in

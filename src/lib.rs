@@ -15,14 +15,14 @@
 //! edges         api ──► app     lambda, server ──► api, app     ctl ──► flag, eval, store, freshness
 //! ```
 //!
-//! - [`bucket`] — the MD5 bucketing formulas (SPEC §3). A leaf: imports nothing.
+//! - [`bucket`] — the MD5 bucketing formulas (docs/flag-format.md). A leaf: imports nothing.
 //! - [`backoff`] — the one full-jitter backoff formula for every retry loop. A leaf.
 //! - [`clock`] — time, read once per request and injectable for tests. A leaf.
-//! - [`config`] — `Config::from_env()`, the only reader of the environment (SPEC §8),
+//! - [`config`] — `Config::from_env()`, the only reader of the environment (docs/operations.md),
 //!   every value range-checked. A leaf.
-//! - [`flag`] — the flag document of SPEC §1, validated and compiled once when loaded;
+//! - [`flag`] — the flag document (docs/flag-format.md), validated and compiled once when loaded;
 //!   one file per operator family (`flag/operator/`). Imports `bucket`.
-//! - [`eval`] — the pure evaluator (SPEC §2): clauses, targets, rules, rollouts,
+//! - [`eval`] — the pure evaluator (docs/flag-format.md): clauses, targets, rules, rollouts,
 //!   prerequisites. Imports `flag`, `bucket`.
 //! - [`outcome`] — [`outcome::Outcome`], one evaluation's result, owned, and
 //!   [`outcome::Subject`], who asked. Imports `flag`, `eval`.
@@ -37,20 +37,20 @@
 //! - [`resolve`] — one request's flags plus every flag their prerequisites name, read
 //!   through the cache, with each one's health (unreadable, stale). Imports `cache`,
 //!   `flag`, `eval`.
-//! - [`events`] — the event pipeline (SPEC §7): the bounded buffer filled on the request
+//! - [`events`] — the event pipeline (docs/operations.md): the bounded buffer filled on the request
 //!   path, the records, and the flush after the response. Imports `outcome`, `sink`,
 //!   `config`, `backoff`; never `app` (its unit tests drive it directly, with outcomes from
 //!   the pure evaluator).
-//! - [`freshness`] — the change manifest (issue 14): warm environments learn of flag
+//! - [`freshness`] — the change manifest (docs/operations.md): warm environments learn of flag
 //!   changes within `FRESHNESS_SECONDS`, checked after responses, never on a request;
 //!   and the DynamoDB Streams handler that bumps it. Imports `cache`, `store`.
 //! - [`metrics`] — CloudWatch metrics as EMF log lines, written after the response from
-//!   the counters the cache, freshness and the event pipeline keep (issue 15); the
+//!   the counters the cache, freshness and the event pipeline keep (docs/operations.md); the
 //!   per-flag tally lives in `events`. Imports `config`, `events`.
 //! - [`app`] — `App`, what a warm Lambda keeps, the one evaluation path (cache →
 //!   evaluator → events) every route uses, and the after-response phase (the freshness
 //!   check, the event flush, the metrics).
-//! - [`api`] — the HTTP API of SPEC §4 over a transport-neutral request/response,
+//! - [`api`] — the HTTP API of docs/api.md over a transport-neutral request/response,
 //!   including OFREP, input limits, and the one error → status map. Imports `app`.
 //! - [`lambda`] — function URL, direct-invoke and DynamoDB Streams events, the runtime
 //!   loop, and the internal extension that runs the after-response phase. Imports

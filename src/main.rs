@@ -112,7 +112,7 @@ async fn aws() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await
 }
 
-/// The change manifest (issue 14) of the flags table, when `MANIFEST_TABLE` is set and
+/// The change manifest of the flags table, when `MANIFEST_TABLE` is set and
 /// flags come from a table (a local flags file has no manifest).
 async fn manifest(config: &Config) -> Option<Arc<dyn ManifestStore>> {
     let table = config.freshness.table.as_deref()?;

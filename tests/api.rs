@@ -1,6 +1,6 @@
-//! The HTTP API (SPEC §4–§5) through the real router, over tests/fixtures/api_flags.json.
+//! The HTTP API (docs/api.md) through the real router, over tests/fixtures/api_flags.json.
 //! Rollout buckets and variant points used below were computed with Python's hashlib
-//! from the SPEC §3 formulas, not by this crate.
+//! from the bucketing formulas of docs/flag-format.md, not by this crate.
 
 mod common;
 
@@ -46,7 +46,7 @@ async fn get_evaluate_answers_in_the_python_shape() {
     let app = app();
     let reply = call(&app, Method::Get, "/evaluate", "user_id=user-1&flag_key=on", b"", None).await;
     assert_eq!(reply.status, 200);
-    // `variant` only when one was served, as Python wrote it (SPEC §4).
+    // `variant` only when one was served, as Python wrote it.
     assert_eq!(
         reply.body,
         json!({"user_id": "user-1", "flag_key": "on", "flag_id": "on-id", "enabled": true,
@@ -98,7 +98,7 @@ async fn unknown_flags_are_404_on_single_flag_routes_and_a_reason_in_batches() {
     assert!(reply.body["errorDetails"].is_string());
 }
 
-/// The legacy route keeps the Python service's statuses and texts (SPEC §4).
+/// The legacy route keeps the Python service's statuses and texts (docs/api.md).
 #[tokio::test]
 async fn the_legacy_route_answers_with_pythons_statuses_and_texts() {
     let app = app();
@@ -535,7 +535,7 @@ async fn bodies_written_for_a_json_envelope_decode_to_the_same_text() {
     }
 }
 
-/// Error bodies name what is wrong, never the caller's values (issue 11, finding 10).
+/// Error bodies name what is wrong, never the caller's values.
 #[tokio::test]
 async fn errors_never_echo_what_the_caller_sent() {
     let app = app();

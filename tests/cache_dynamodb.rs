@@ -1,5 +1,5 @@
-//! The warm cache (SPEC §6) in front of a real DynamoDB wire-protocol server (moto),
-//! driven through the real API handler (SPEC §4): every request below goes through
+//! The warm cache in front of a real DynamoDB wire-protocol server (moto),
+//! driven through the real API handler: every request below goes through
 //! `flagfn::api::handle`, the `App`'s `FlagCache` and a real `DynamoDbStore`.
 //!
 //! Real DynamoDB operations are counted inside the SDK by an interceptor, and every
@@ -84,7 +84,7 @@ impl Fixture {
     }
 }
 
-/// What SPEC §2–§3 say a user gets from the flags of [`ten_flags`] (computed here from
+/// What docs/flag-format.md says a user gets from the flags of [`ten_flags`] (computed here from
 /// the formulas, not by the evaluator): `(enabled, reason, variant)`.
 fn expected(key: &str, user: &str, plan: &str, age: u64) -> (bool, &'static str, Option<&'static str>) {
     let rollout = |pct: f64| {
@@ -493,7 +493,7 @@ async fn while_dynamodb_is_down_cached_flags_are_served_stale_and_the_rest_fail_
         let before = fx.operations.count("GetItem");
         let reply = evaluate(app, "u", key, json!({})).await;
         assert_eq!(reply.status, 503, "{key}: {}", reply.body);
-        // Issue 11, item 4: short and generic; the SDK's dump is in the log only.
+        // Short and generic; the SDK's dump is in the log only.
         assert_eq!(reply.body, json!({"error": "flag store unavailable", "request_id": REQUEST_ID}), "{key}");
         let reply = ofrep(app, "u", key).await;
         assert_eq!(reply.status, 500, "{key}: {}", reply.body);
@@ -767,7 +767,7 @@ async fn traffic_during_a_hang(timeout_ms: &str, run: Duration) -> HangRun {
     HangRun { latencies, get_items: operations.count("GetItem") - before, ran }
 }
 
-/// Issue 11, item 3. The store times out after 1.2 s: longer than the 1 s backoff, as
+/// The store times out after 1.2 s: longer than the 1 s backoff, as
 /// a hang was before `STORE_TIMEOUT_MS` (the SDK's 2 s/5 s). With the backoff counted
 /// from the request's start it had ended before the failure was known, and every
 /// request waited on the hanging store; counted from the failure, the requests that
@@ -793,7 +793,7 @@ async fn during_a_store_hang_cached_flags_are_served_stale_without_waiting() {
     assert!(max < Duration::from_millis(2500), "max {max:?}");
 }
 
-/// The same with the default `STORE_TIMEOUT_MS` (500 ms): the figures in the README.
+/// The same with the default `STORE_TIMEOUT_MS` (500 ms): the figures in docs/performance.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_a_store_hang_with_the_default_timeout_no_request_waits_past_it() {
     let timeout = flagfn::config::DEFAULT_STORE_TIMEOUT;
@@ -811,7 +811,7 @@ async fn during_a_store_hang_with_the_default_timeout_no_request_waits_past_it()
     assert!(max < Duration::from_millis(2500), "max {max:?}");
 }
 
-/// Issue 11, item 7: unknown keys are remembered in their own small LRU, so a flood of
+/// Unknown keys are remembered in their own small LRU, so a flood of
 /// them cannot push out the flags in use, which then outlive an outage as stale values.
 #[tokio::test]
 async fn a_flood_of_unknown_keys_leaves_the_flags_in_use_to_serve_stale() {

@@ -360,7 +360,7 @@ async fn server_errors_and_dropped_connections_are_errors() {
     assert!(store.get("flag-001").await.expect("recovered").is_some());
 }
 
-/// Item 3 of issue 11: every call is bounded by the store's own timeout, whatever the
+/// Every call is bounded by the store's own timeout, whatever the
 /// client was built with (this one allows 10 s per attempt and retries).
 #[tokio::test]
 async fn a_hanging_table_fails_within_the_store_timeout_whatever_the_client_allows() {

@@ -1,6 +1,6 @@
 //! `flagctl explain` end to end: the real binary over the fixture flags (files, and the
 //! table on moto), for a targeted, a rolled-out and a split user. The buckets and points
-//! it prints are checked against SPEC §3's formulas computed here independently with MD5.
+//! it prints are checked against the formulas of docs/flag-format.md, computed here independently with MD5.
 
 mod common;
 
@@ -37,7 +37,7 @@ fn from_files(key: &str, user: &str, context: Option<&str>) -> String {
     stdout
 }
 
-/// SPEC §3: the first four bytes of MD5, little-endian.
+/// `h`: the first four bytes of MD5, little-endian.
 fn h(s: &str) -> u32 {
     let digest = Md5::digest(s.as_bytes());
     u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
@@ -83,7 +83,7 @@ fn a_rolled_out_user_sees_the_bucket_of_spec_3_and_the_threshold() {
         }
     }
     assert!(inside > 0 && outside > 0, "both sides of the threshold were explained");
-    // The golden vector of SPEC §3.
+    // The golden vector of docs/flag-format.md.
     assert_eq!(h("user-123:my-flag") % 100, 59);
 }
 

@@ -1,4 +1,4 @@
-//! Freshness end to end (issue 14) on moto: a running local server over a DynamoDB
+//! Freshness end to end on moto: a running local server over a DynamoDB
 //! table, with a 300 s cache TTL, sees a flag change within `FRESHNESS_SECONDS` + 1 s —
 //! for `flagctl set` (which bumps the manifest in its transaction) and for a direct
 //! table write recorded by the stream handler (driven with a DynamoDB Streams event

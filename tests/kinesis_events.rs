@@ -1,4 +1,4 @@
-//! Evaluation events end to end (SPEC §7): requests through the real API, the event
+//! Evaluation events end to end: requests through the real API, the event
 //! pipeline, `KinesisSink` and the AWS SDK into a Kinesis stream (moto), read back from
 //! every shard. Throttling and outages are injected by a proxy the SDK talks through.
 

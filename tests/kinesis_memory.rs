@@ -1,4 +1,4 @@
-//! Memory under hostile but legal input (issue 11, findings 1 and 2): the real API, event
+//! Memory under hostile but legal input: the real API, event
 //! pipeline, `KinesisSink` and AWS SDK, events to Kinesis (moto), with the heap measured
 //! by a counting global allocator — this dedicated test binary's only allocator. The
 //! tests take turns ([`SERIAL`]) so each peak is its own.
@@ -72,7 +72,7 @@ static ALLOCATOR: Counting = Counting;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const MIB: usize = 1 << 20;
-/// Issue 11's targets are peak RSS: 64 MiB for one maximal request, 128 MiB under a
+/// The targets are peak RSS: 64 MiB for one maximal request, 128 MiB under a
 /// failing sink. The heap is most of it; code, stacks and the allocator's slack take the
 /// rest (the debug binary's RSS at rest is ~12 MiB), so the heap gets 48 and 96 MiB.
 const MAXIMAL_REQUEST_HEAP: usize = 48 * MIB;

@@ -431,7 +431,7 @@ fn shutdown_account(log: &str) -> (u64, u64, u64, u64) {
     (field("recorded"), field("delivered"), field("dropped"), field("unconfirmed"))
 }
 
-/// Issue 16: with a flush minimum of 6 events and a long age bound, invocations answer
+/// With a flush minimum of 6 events and a long age bound, invocations answer
 /// without any sink call until six events are buffered; then one `PutRecords` carries the
 /// events of both invocations, each with its own request id; what is left when SIGTERM
 /// comes is delivered before the exit, and the log's account adds up.
@@ -476,7 +476,7 @@ async fn events_wait_for_the_flush_minimum_and_sigterm_delivers_the_rest() {
     assert_eq!(shutdown_account(&s.function.log()), (7, 7, 0, 0));
 }
 
-/// Issue 11, finding 5: 5,000 events buffered, a sink that takes 200 ms per call and a
+/// 5,000 events buffered, a sink that takes 200 ms per call and a
 /// 400 ms shutdown budget. The drain starts no call it cannot finish (one or two, not
 /// ten), the process exits, and the logged account holds: delivered + dropped ==
 /// recorded, with delivered matching what the stream holds.

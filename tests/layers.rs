@@ -1,4 +1,4 @@
-//! Issue 12: the module graph stated in `src/lib.rs` holds. Every `crate::` path in
+//! The module graph stated in `src/lib.rs` holds. Every `crate::` path in
 //! non-test code must name a module listed before (inside) the importing one, so no
 //! import circle can come back unnoticed.
 

@@ -1,4 +1,4 @@
-//! The EMF metrics (issue 15) from real request sequences: through `api::handle` over a
+//! The EMF metrics from real request sequences: through `api::handle` over a
 //! DynamoDB table in moto (stopped for the stale serves), over a flags file with a
 //! bounded event buffer (drops), through the real local server with `METRICS_FILE`, and
 //! with 1,000 distinct flags (bounded cardinality). Every line written is checked
@@ -318,7 +318,7 @@ fn assert_near(measured: usize, input: &Value, what: &str) {
 }
 
 /// The record sizes and EMF bytes `make cost` uses are measured here from real records
-/// and real lines, for the sample request the README describes: a user id, a
+/// and real lines, for the sample request docs/cost.md assumes: a user id, a
 /// three-attribute context, one flag with variants; ten hot flags per emit.
 #[tokio::test]
 async fn the_cost_model_uses_the_measured_record_and_emf_sizes() {

@@ -1,4 +1,4 @@
-//! Migration parity (SPEC §1.1): the Python service's own answers, from
+//! Migration parity (docs/flag-format.md): the Python service's own answers, from
 //! tests/parity/vectors.json (copied from the service's recorded answers; data, not code),
 //! replayed through the pure evaluator, through a local flags file and the legacy route,
 //! and through DynamoDB on moto with the items written by boto3 as the Python service

@@ -240,7 +240,7 @@ fn raw(base: &str, request: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Issue 11, item 6: clients that never finish their request head hold connections,
+/// Clients that never finish their request head hold connections,
 /// but at the cap the oldest of them is closed for a new client, and shutdown closes
 /// what is left after its grace instead of waiting for them.
 #[test]
@@ -278,7 +278,7 @@ fn stalled_clients_neither_lock_out_others_nor_block_shutdown() {
     drop((stalled, mid_body));
 }
 
-/// Issue 11, item 12: responses hyper writes itself carry the security headers too.
+/// Responses hyper writes itself carry the security headers too.
 #[test]
 fn http_layer_errors_carry_the_security_headers() {
     let (server, _) = Server::start();
@@ -294,7 +294,7 @@ fn http_layer_errors_carry_the_security_headers() {
     }
 }
 
-/// Issue 11, item 12: `HEAD` on `GET` routes; an OFREP body over 256 KiB gets the OFREP
+/// `HEAD` on `GET` routes; an OFREP body over 256 KiB gets the OFREP
 /// error shape, as it does from Lambda.
 #[test]
 fn head_requests_and_oversized_ofrep_bodies() {
@@ -317,7 +317,7 @@ fn head_requests_and_oversized_ofrep_bodies() {
     }
 }
 
-/// Issue 11, item 6: a connection that does not finish its request head, or sits idle
+/// A connection that does not finish its request head, or sits idle
 /// after a response, is closed after the header-read timeout.
 #[test]
 fn half_sent_and_idle_connections_are_closed_after_the_header_timeout() {

@@ -1,4 +1,4 @@
-//! The one place where failures become HTTP statuses and bodies (SPEC §4–§5).
+//! The one place where failures become HTTP statuses and bodies (docs/api.md, "Errors and limits").
 //!
 //! Native routes answer `{"error": "<message>"}`; OFREP routes answer
 //! `{"key"?, "errorCode", "errorDetails"}` as the protocol's schema has them.
@@ -126,7 +126,7 @@ impl ApiError {
 
 impl ApiError {
     /// A single-flag native route's answer to a failed evaluation of `key`: the legacy
-    /// service's status for each error code (SPEC §4).
+    /// service's status for each error code (docs/api.md).
     pub(super) fn from_evaluation(code: ErrorCode, message: &str, key: String) -> Self {
         match code {
             ErrorCode::FlagNotFound => ApiError::FlagNotFound(key),

@@ -1,4 +1,4 @@
-//! Request bodies and query strings, checked against the limits of SPEC §5 before any
+//! Request bodies and query strings, checked against the limits of docs/api.md before any
 //! flag is looked at. Every problem becomes an [`ApiError`] with a message that names
 //! the field — never the user's values.
 
@@ -49,7 +49,7 @@ pub struct OfrepBody {
 /// Parses a JSON body; an empty body is the type's default.
 pub fn parse_body<'de, T: Deserialize<'de> + Default>(body: &'de [u8]) -> Result<T, ApiError> {
     // JSON's whitespace only: a body of a form feed (`is_ascii_whitespace` includes it)
-    // is not an empty body but malformed JSON (SPEC §5).
+    // is not an empty body but malformed JSON.
     match body.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
         None => return Ok(T::default()),
         // serde's derived structs also accept arrays (fields by position): not here.
@@ -110,7 +110,7 @@ pub fn query_params(query: &str) -> (Option<String>, Option<String>) {
 }
 
 /// The legacy route's parameters, checked in the Python service's order and with its
-/// texts (SPEC §4): no parameters at all, no `user_id`, no `flag_key`, a blank `user_id`.
+/// texts (docs/api.md): no parameters at all, no `user_id`, no `flag_key`, a blank `user_id`.
 pub fn legacy_params(query: &str) -> Result<(String, String), ApiError> {
     let missing = |text: &str| Err(ApiError::BadRequest(text.to_owned()));
     if form_urlencoded::parse(query.as_bytes()).next().is_none() {
@@ -191,7 +191,7 @@ pub fn ofrep_subject(body: OfrepBody, request_id: &str) -> Result<Subject, ApiEr
         Some(_) => return Err(ApiError::InvalidContext("`context` must be a JSON object".into())),
     };
     // Absent is fine (a flag may need no user); present, it must be a string — `null`
-    // included, which OpenFeature never sends for a set key (SPEC §5).
+    // included, which OpenFeature never sends for a set key.
     let user_id = match context.get("targetingKey") {
         None => None,
         Some(Value::String(key)) => Some(key.clone()),

@@ -1,4 +1,4 @@
-//! The HTTP API of SPEC §4, transport-neutral: the Lambda adapter (function URL and
+//! The HTTP API (docs/api.md), transport-neutral: the Lambda adapter (function URL and
 //! direct-invoke events) and the local server both build a [`Request`], call
 //! [`handle`], and write out the [`Response`]. One router, one code path.
 
@@ -139,7 +139,7 @@ fn widen<'a>(header: (&'static str, &'static str)) -> (&'static str, &'a str) {
     header
 }
 
-/// The routes of SPEC §4.
+/// The routes of docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route<'a> {
     Health,
@@ -172,7 +172,7 @@ fn route(path: &str) -> Option<Route<'_>> {
         "/evaluate" => Route::Evaluate,
         "/batch_evaluate" => Route::Batch,
         "/ofrep/v1/evaluate/flags" => Route::OfrepBulk,
-        // Everything after the prefix is the key: keys may contain `/` (SPEC §1 forbids
+        // Everything after the prefix is the key: keys may contain `/` (the flag format forbids
         // only control characters), sent raw or as `%2F`.
         _ => match path.strip_prefix("/ofrep/v1/evaluate/flags/") {
             Some(key) if !key.is_empty() => Route::OfrepOne(key),

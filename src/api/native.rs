@@ -101,7 +101,7 @@ impl<'a> NativeResult<'a> {
 }
 
 /// `GET /evaluate?user_id=&flag_key=` (and `GET /`): the legacy route, with the Python
-/// service's contract (SPEC §4): its status codes and error texts, a user id always
+/// service's contract (docs/api.md): its status codes and error texts, a user id always
 /// required, and an optional JSON body `{"context": {...}}` — a body that is not JSON
 /// is ignored, as Python ignored it.
 pub async fn evaluate_get(app: &App, request: &Request<'_>) -> Response {
@@ -114,7 +114,7 @@ pub async fn evaluate_get(app: &App, request: &Request<'_>) -> Response {
 }
 
 /// `POST /evaluate` with `{user_id, flag_key, context?}`: the legacy answers, except that
-/// a missing user id is an error only where the answer needs one (SPEC §1.1 exception 4).
+/// a missing user id is an error only where the answer needs one (exception 4 of docs/flag-format.md).
 pub async fn evaluate_post(app: &App, request: &Request<'_>) -> Response {
     match parse_body::<NativeBody>(request.body) {
         Ok(body) => evaluate(app, body.user_id, body.flag_key, body.context, request).await,

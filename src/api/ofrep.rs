@@ -1,4 +1,4 @@
-//! The OpenFeature Remote Evaluation Protocol (SPEC §4; open-feature/protocol
+//! The OpenFeature Remote Evaluation Protocol (docs/api.md; open-feature/protocol
 //! `service/openapi.yaml`): `POST /ofrep/v1/evaluate/flags/{key}` and the bulk
 //! `POST /ofrep/v1/evaluate/flags` with `ETag` / `If-None-Match`.
 
@@ -60,7 +60,7 @@ impl<'a> Item<'a> {
     }
 }
 
-/// The OpenFeature reason for a native one (SPEC §4).
+/// The OpenFeature reason for a native one (docs/api.md, "OFREP").
 fn reason(outcome: &Outcome) -> &'static str {
     if outcome.stale {
         return "STALE";
@@ -68,7 +68,7 @@ fn reason(outcome: &Outcome) -> &'static str {
     match outcome.reason() {
         Reason::FlagDisabled => "DISABLED",
         Reason::TargetMatch | Reason::RuleMatch => "TARGETING_MATCH",
-        // Neither is in SPEC §4's table: a failed prerequisite serves the off value,
+        // Neither is in the protocol's mapping: a failed prerequisite serves the off value,
         // which is what OpenFeature calls DEFAULT.
         Reason::TargetingRulesNotMet | Reason::PrerequisiteFailed => "DEFAULT",
         Reason::NotInRollout => "SPLIT",

@@ -1,5 +1,5 @@
 //! `flagctl`: the command-line tool for authoring flags (see `flagctl --help` and the
-//! README's "Managing flags"). Thin on purpose: the work is in `flagfn::ctl`.
+//! docs/flagctl.md). Thin on purpose: the work is in `flagfn::ctl`.
 
 use std::process::ExitCode;
 

@@ -1,4 +1,4 @@
-//! The MD5 bucketing formulas of SPEC §3, bit-for-bit those of the Python evaluator.
+//! The MD5 bucketing formulas (docs/flag-format.md), bit-for-bit those of the Python evaluator.
 //!
 //! `h(s)` is the first four bytes of `MD5(utf8(s))` read as a little-endian `u32`.
 //! Every string hashed here has the shape `"{id}{suffix}"`, where the suffix
@@ -83,7 +83,7 @@ pub fn rollout_bucket(id: &str, suffix: &[u8]) -> u32 {
     hash(id, suffix) % 100
 }
 
-/// Whether `id` is inside a rollout of `percentage` (SPEC §3): `<= 0` is nobody,
+/// Whether `id` is inside a rollout of `percentage`: `<= 0` is nobody,
 /// `>= 100` everybody (no hash is computed for either), else `bucket < percentage`
 /// compared as a number, so 50.5 admits buckets 0–50 as Python did.
 pub fn in_rollout(percentage: f64, id: &str, suffix: &[u8]) -> bool {
@@ -148,7 +148,7 @@ mod tests {
 
     #[test]
     fn golden_vector_from_the_spec() {
-        // SPEC §3: must hold forever.
+        // The golden vector of docs/flag-format.md: must hold forever.
         assert_eq!(rollout_bucket("user-123", &rollout_suffix("my-flag")), 59);
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Keeping the two apart means a flood of unknown keys (a typo in a client, or a caller
 //! probing) can only push out other unknown keys: the flags in use stay cached, so
-//! they are still there to be served stale if the store then fails (issue 11, item 7).
+//! they are still there to be served stale if the store then fails.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;

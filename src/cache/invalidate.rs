@@ -1,4 +1,4 @@
-//! Invalidation (issue 14): when the change manifest says flags changed, the cache makes
+//! Invalidation (docs/operations.md): when the change manifest says flags changed, the cache makes
 //! exactly those keys (or everything) due for a re-read, without waiting for their TTL.
 //!
 //! An invalidated flag is not dropped: it counts as fetched a TTL ago, so the next lookup

@@ -1,4 +1,4 @@
-//! The warm flag cache (SPEC §6): an LRU of compiled flags with a TTL, in front of a
+//! The warm flag cache (docs/operations.md): an LRU of compiled flags with a TTL, in front of a
 //! [`FlagStore`].
 //!
 //! - Hits cost one lock, one hash lookup and an `Arc` clone; evaluation runs on the

@@ -198,7 +198,7 @@ async fn no_snapshot_and_a_failing_store_is_an_error_not_an_empty_set() {
     assert_eq!(store.calls(), ["scan"]);
 }
 
-/// Issue 11, item 3: a read that hangs for 2 s before failing must not leave a backoff
+/// A read that hangs for 2 s before failing must not leave a backoff
 /// that ended while it hung. Time is paused: the hang takes 2 s of tokio time.
 #[tokio::test(start_paused = true)]
 async fn the_backoff_runs_from_when_the_failure_is_known() {
@@ -223,7 +223,7 @@ async fn the_backoff_runs_from_when_the_failure_is_known() {
     assert_eq!(store.calls().len(), 3, "the backoff is over: the store is tried again");
 }
 
-/// Issue 11, item 7: a flood of unknown keys cannot evict the flags in use, so they
+/// A flood of unknown keys cannot evict the flags in use, so they
 /// are still there to serve stale when the store then fails.
 #[tokio::test]
 async fn unknown_keys_never_evict_flags() {

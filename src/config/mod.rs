@@ -1,4 +1,6 @@
-//! `Config::from_env()` — the only place that reads the environment (SPEC §8).
+//! `Config::from_env()` — the only place that reads the environment.
+//! Every variable read here has a row in the configuration table of
+//! docs/operations.md (`tests/docs.rs` checks it).
 //!
 //! Every variable is parsed once at start-up; a bad value stops start-up with a message
 //! naming the variable, so a typo in `template.yaml` fails the deploy's first cold start
@@ -67,7 +69,7 @@ impl EventsMode {
     }
 }
 
-/// Cache settings (SPEC §6).
+/// Cache settings (docs/operations.md, "Cache and store").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
     /// How long a fetched flag is served without asking the store again.
@@ -91,7 +93,7 @@ impl Default for CacheConfig {
     }
 }
 
-/// Evaluation event settings (SPEC §7).
+/// Evaluation event settings (docs/operations.md, "Evaluation events").
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventsConfig {
     /// Kinesis stream; `None` means no Kinesis.
@@ -133,8 +135,8 @@ impl Default for EventsConfig {
     }
 }
 
-/// Freshness settings (issue 14): how warm environments learn of flag changes before
-/// their cache TTL runs out.
+/// Freshness settings (docs/operations.md, "Freshness"): how warm environments learn of
+/// flag changes before their cache TTL runs out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FreshnessConfig {
     /// The change-manifest table (`MANIFEST_TABLE`); `None`: no manifest, TTL only.
@@ -153,7 +155,7 @@ impl Default for FreshnessConfig {
 /// Longest `FRESHNESS_SECONDS`: an hour (past that the cache TTL is the better tool).
 pub const MAX_FRESHNESS: Duration = Duration::from_secs(3600);
 
-/// Where EMF metric lines go (issue 15).
+/// Where EMF metric lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetricsOutput {
     /// No metrics (`METRICS=off`, or the local server without `METRICS_FILE`).
@@ -164,7 +166,7 @@ pub enum MetricsOutput {
     File(PathBuf),
 }
 
-/// CloudWatch embedded-metric-format settings (issue 15; README "Metrics").
+/// CloudWatch embedded-metric-format settings (docs/operations.md, "Metrics").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
     /// Where the lines go.
@@ -220,7 +222,7 @@ impl Config {
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let lambda_runtime_api = get("AWS_LAMBDA_RUNTIME_API");
-        // SPEC §8: FLAGS_FILE is "local JSON instead of DynamoDB", so it wins when both are set.
+        // FLAGS_FILE is the local replacement for DynamoDB, so it wins when both are set.
         let flags = match (get("FLAGS_FILE"), get("FLAGS_TABLE")) {
             (Some(file), _) => FlagSourceConfig::File(PathBuf::from(file)),
             (None, Some(table)) => FlagSourceConfig::Table(table.trim().to_owned()),

@@ -127,8 +127,8 @@ pub enum Command {
         #[arg(long = "audit-table", env = "FLAGS_AUDIT_TABLE", value_name = "TABLE", value_parser = table_name)]
         audit_table: String,
     },
-    /// The decision path of one flag for one user: each step of SPEC §2, each clause with
-    /// the attribute value it saw, the rollout bucket and threshold, the variant point and
+    /// The decision path of one flag for one user: each step of the evaluation order, each
+    /// clause with the attribute value it saw, the rollout bucket and threshold, the variant point and
     /// the cumulative allocations.
     Explain {
         /// The flag key.

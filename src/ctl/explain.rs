@@ -1,5 +1,5 @@
-//! `flagctl explain`: the decision path of one flag for one user, step by step as SPEC §2
-//! orders them — each clause with the attribute value it saw, the rollout bucket and its
+//! `flagctl explain`: the decision path of one flag for one user, step by step as the evaluation order
+//! of docs/flag-format.md orders them — each clause with the attribute value it saw, the rollout bucket and its
 //! threshold, the variant point and the cumulative allocations.
 //!
 //! The evaluator decides; this file only narrates. The flag is evaluated once with a
@@ -101,7 +101,7 @@ fn result_line(outcome: &Evaluation<'_>, out: &mut String) {
     }
 }
 
-/// Narrates SPEC §2 up to the step the outcome says decided.
+/// Narrates the evaluation order (docs/flag-format.md) up to the step the outcome says decided.
 struct Narrator<'a, 'c> {
     doc: &'a Value,
     body: &'a FlagBody,

@@ -30,7 +30,7 @@ const TRANSACTION_ITEMS: usize = 100;
 pub struct StoredFlag {
     /// The document without the managed fields (what files hold).
     pub doc: Map<String, Value>,
-    /// `version` (0 when absent, as SPEC §1 says).
+    /// `version` (0 when absent, as in the flag format).
     pub version: u64,
     /// When flagctl last changed it.
     pub updated_at: Option<String>,
@@ -144,8 +144,8 @@ impl FlagTable {
     /// transaction. Each flag write is conditional on the version it was compared with
     /// (on absence for a new flag), so a concurrent change cancels its transaction: no
     /// flag of that transaction nor its record is written, and the error names it.
-    /// With `manifest_table`, each transaction also bumps the change manifest (issue 14;
-    /// 49 flags per transaction then), so warm environments see the change within
+    /// With `manifest_table`, each transaction also bumps the change manifest
+    /// (49 flags per transaction then), so warm environments see the change within
     /// `FRESHNESS_SECONDS` even without the table's stream. Returns the keys written.
     pub async fn write(
         &self,

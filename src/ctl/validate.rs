@@ -1,6 +1,6 @@
 //! The strict checks of the write path. The flag compiler is shared with the function, so
 //! a flag means here what it will mean when served; on top of it, everything the function
-//! would read leniently (SPEC §1.1 oddities) is an error here, because lenient reading is
+//! would read leniently (the oddities of docs/flag-format.md) is an error here, because lenient reading is
 //! for items already written, never for new ones. Set-wide checks (duplicate keys,
 //! prerequisite cycles and depth) and warnings (key ≠ file name, unknown fields, missing
 //! prerequisites) complete it.
@@ -18,7 +18,7 @@ use crate::flag::CompiledFlag;
 /// Fields flagctl writes itself on every change; a file's values are ignored.
 pub const MANAGED: [&str; 3] = ["version", "updated_at", "updated_by"];
 
-/// Top-level fields of SPEC §1 (`description` is accepted as free text, as the Python
+/// Top-level fields of the flag format (`description` is accepted as free text, as the Python
 /// service's items carried one).
 const FLAG_FIELDS: [&str; 12] = [
     "key",

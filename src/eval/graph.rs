@@ -1,7 +1,7 @@
 //! The prerequisite graph below a flag, checked as a whole before the flag is evaluated.
 //!
 //! A cycle or a chain deeper than [`MAX_PREREQUISITE_DEPTH`] makes a flag malformed
-//! (SPEC §1). That is a property of the flag set, not of the request: the walk follows
+//! (docs/flag-format.md). That is a property of the flag set, not of the request: the walk follows
 //! every prerequisite reference, whatever the flags' `enabled` switches, rollouts or the
 //! user, and does not depend on what an evaluator already memoised. So a flag answers
 //! the same error alone, in a batch and in bulk, for every user.

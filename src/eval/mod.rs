@@ -1,4 +1,4 @@
-//! The pure evaluator: SPEC §2 in order, over compiled flags.
+//! The pure evaluator: the evaluation order of docs/flag-format.md, over compiled flags.
 //!
 //! No I/O, no async, no clock: the caller passes the user, the context and the time.
 //! Evaluation never fails with `Err` — a malformed flag, a missing user id or an
@@ -96,7 +96,7 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
         result
     }
 
-    /// SPEC §2 for `flag`, writing into `out` (which starts as "off"). `root`: the flag
+    /// The evaluation order for `flag`, writing into `out` (which starts as "off"). `root`: the flag
     /// asked for, not one of its prerequisites.
     #[inline(never)]
     fn eval_into(&mut self, flag: &'a CompiledFlag, root: bool, out: &mut Evaluation<'a>) -> Result<(), EvalError<'a>> {
@@ -119,7 +119,7 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
         self.decide(body, out)
     }
 
-    /// Steps 4–8 of SPEC §2, writing into `out` (which starts as "off").
+    /// Steps 4–8 of the evaluation order, writing into `out` (which starts as "off").
     fn decide(&self, body: &'a FlagBody, out: &mut Evaluation<'a>) -> Result<(), EvalError<'a>> {
         let context = self.input.context;
         if !body.targets.is_empty() {
@@ -190,7 +190,7 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
         Ok(())
     }
 
-    /// The variant split of SPEC §3, then Python's `variant or default_variant`.
+    /// The variant split (docs/flag-format.md), then Python's `variant or default_variant`.
     fn split(&self, body: &'a FlagBody, out: &mut Evaluation<'a>) -> Result<Option<&'a Variant>, EvalError<'a>> {
         if let Some(message) = &body.split_error {
             return Err(EvalError::new(ErrorCode::ParseError, &**message));

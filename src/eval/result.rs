@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::flag::{CompiledFlag, DecidedBy, Variant};
 
-/// The native reason of SPEC §2 (the strings the Python service returned).
+/// The native reason of the evaluation order (the strings the Python service returned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// The master switch is off.
@@ -46,7 +46,7 @@ impl Reason {
     }
 }
 
-/// OFREP error codes (SPEC §4).
+/// OFREP error codes (docs/api.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// The flag does not exist.
@@ -119,7 +119,7 @@ pub struct Evaluation<'a> {
     pub bucketed: bool,
 }
 
-/// The OFREP value of an evaluation (SPEC §4 mapping).
+/// The OFREP value of an evaluation (docs/api.md, "OFREP").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FlagValue<'a> {
     /// A boolean flag: `enabled`.

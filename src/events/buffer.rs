@@ -1,5 +1,5 @@
 //! The event buffer: entries waiting to be sent, and what they hold, counted in entries
-//! and in bytes so the pipeline can bound both (issue 11, finding 2).
+//! and in bytes so the pipeline can bound both.
 //!
 //! A request's shared part (its context, parsed and once serialized) is charged once per
 //! *run* — a maximal stretch of consecutive entries of that request — because that is how

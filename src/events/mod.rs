@@ -1,4 +1,4 @@
-//! The evaluation event pipeline (SPEC §7): a buffer bounded in entries and in bytes,
+//! The evaluation event pipeline (docs/operations.md): a buffer bounded in entries and in bytes,
 //! filled on the request path and sent by [`EventPipeline::flush`] after the response.
 //!
 //! Recording costs one lock and one push per event: the request's shared part (user,
@@ -9,7 +9,7 @@
 //! jitter. What still fails goes back in front for the next flush, until the bounds force
 //! the oldest out, which is counted and logged.
 //!
-//! Accounting (issue 11, finding 5): every recorded evaluation ends up *delivered*
+//! Accounting: every recorded evaluation ends up *delivered*
 //! (the sink accepted its record), *dropped* (bounds, a record too large, or left
 //! unsent at shutdown) or still buffered; at shutdown [`EventPipeline::shutdown`] logs
 //! `delivered + dropped == recorded`.
@@ -146,7 +146,7 @@ impl EventPipeline {
         self.tally_on.store(on, Relaxed);
     }
 
-    /// Evaluations per flag and outcome since the last call (issue 15's metrics).
+    /// Evaluations per flag and outcome since the last call (for the metrics).
     pub fn take_flag_counts(&self) -> FlagCounts {
         lock(&self.tally).take()
     }
@@ -216,7 +216,7 @@ impl EventPipeline {
         }
     }
 
-    /// Whether an after-response flush is worth its cost `now` (issue 16): the buffer
+    /// Whether an after-response flush is worth its cost `now`: the buffer
     /// holds `EVENTS_FLUSH_MIN` entries or a full sink call's worth of bytes, or its oldest
     /// event was recorded `EVENTS_FLUSH_MAX_AGE_MS` before `now` (the app's clock, which
     /// stamped the events) — and the sink is not in the pause that follows a failed flush

@@ -1,4 +1,4 @@
-//! The evaluation event (SPEC §7) and everything about turning recorded evaluations
+//! The evaluation event (docs/operations.md) and everything about turning recorded evaluations
 //! into records: the Python schema, per-window summaries, sampling, partition keys, and
 //! what a recorded event costs in memory (the buffer is bounded in bytes).
 //! Kept apart from the buffering and sending in `events/mod.rs`.
@@ -7,7 +7,7 @@
 //! turned into a record ([`RequestPart::prepared`]), and that one serialization is copied
 //! into each of its events' records as they are cut into batches, so a 1,000-key batch
 //! with a large context costs one serialization and one batch of records at a time — not
-//! 1,000 serializations held at once (issue 11, finding 1).
+//! 1,000 serializations held at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -282,7 +282,7 @@ pub(super) fn partition_key(user_id: Option<&str>, request_id: &str) -> String {
     }
 }
 
-/// The Python service's event, plus `version` and `request_id` (SPEC §7).
+/// The Python service's event, plus `version` and `request_id`.
 #[derive(Serialize)]
 struct FullEvent<'a> {
     event_type: &'static str,

@@ -1,4 +1,4 @@
-//! Evaluations per flag and outcome since the last metrics emit (issue 15), counted in
+//! Evaluations per flag and outcome since the last metrics emit, counted in
 //! [`super::EventPipeline::record`] — the one place every evaluation already passes —
 //! so the metrics need no work of their own on the request path.
 //!

@@ -18,7 +18,7 @@ pub struct CompiledFlag {
     flag_id: Box<str>,
     version: u64,
     body: Result<FlagBody, Box<str>>,
-    /// What was read leniently, as the Python service read it (SPEC §1.1): reported once
+    /// What was read leniently, as the Python service read it: reported once
     /// per flag version by whoever loads it, and refused by `flagctl validate`.
     oddities: Box<[Box<str>]>,
 }
@@ -35,14 +35,14 @@ pub struct FlagBody {
     pub(crate) targeting_rules: Box<[Clause]>,
     /// Variants with their cumulative allocation precomputed in list order; the first
     /// `split_len` are the document's, and one more may follow: a `default_variant` that
-    /// names none of them, served as Python served it (SPEC §1.1).
+    /// names none of them, served as Python served it.
     pub(crate) variants: Box<[Variant]>,
     /// How many of `variants` the split walks (the document's own).
     pub(crate) split_len: usize,
     /// Index of `default_variant` in `variants` (only meaningful when there are variants).
     pub(crate) default_variant: Option<usize>,
     /// Allocations that do not sum to 1 (±0.01): Python's error, raised only for users
-    /// who reach the split (SPEC §1.1), with Python's message.
+    /// who reach the split, with Python's message.
     pub(crate) split_error: Option<Box<str>>,
     /// Flags that must evaluate a given way first.
     pub(crate) prerequisites: Box<[Prerequisite]>,
@@ -178,7 +178,7 @@ impl CompiledFlag {
         self.version
     }
 
-    /// What this document has that the Python service read leniently (SPEC §1.1), one
+    /// What this document has that the Python service read leniently (docs/flag-format.md), one
     /// message per oddity naming the field; empty for a clean document.
     pub fn oddities(&self) -> &[Box<str>] {
         &self.oddities

@@ -1,4 +1,4 @@
-//! The flag document of SPEC §1 and its compilation.
+//! The flag document (docs/flag-format.md) and its compilation.
 //!
 //! A flag arrives as a JSON (or DynamoDB) document, is checked and compiled once when it
 //! is loaded ([`CompiledFlag::from_value`]), and is then evaluated many times without
@@ -21,7 +21,7 @@ pub use variant::Variant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Longest flag key, in bytes (SPEC §1).
+/// Longest flag key, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
 
 /// Why a string cannot be a flag key.
@@ -33,7 +33,7 @@ pub enum KeyProblem {
     ControlCharacter,
 }
 
-/// The one flag-key check (SPEC §1), used when a flag is compiled and when a caller
+/// The one flag-key check, used when a flag is compiled and when a caller
 /// names a key: a key that fails it can never exist.
 pub fn check_key(key: &str) -> Result<(), KeyProblem> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
@@ -45,7 +45,7 @@ pub fn check_key(key: &str) -> Result<(), KeyProblem> {
     Ok(())
 }
 
-/// Deepest prerequisite chain a flag may have (SPEC §1).
+/// Deepest prerequisite chain a flag may have.
 pub const MAX_PREREQUISITE_DEPTH: usize = 8;
 
 /// One flag item, field for field as the Python service stored it, plus the extensions.
@@ -95,14 +95,14 @@ pub struct FlagDoc {
 /// A clause: `{attribute, operator, value, negate?}`.
 ///
 /// `attribute` and `operator` are read leniently (`None` when absent or not a string):
-/// the Python service loaded such clauses and they never matched (SPEC §1.1), so the
+/// the Python service loaded such clauses and they never matched (docs/flag-format.md), so the
 /// compiler, not the parser, decides whether that is an oddity or an error.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct ClauseDoc {
     /// Top-level context key, looked up literally.
     #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
     pub attribute: Option<String>,
-    /// One of the operators of SPEC §1.
+    /// One of the operators of docs/flag-format.md.
     #[serde(default, deserialize_with = "lenient_string", skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
     /// The operand; absent is the same as `null` (which nothing equals).

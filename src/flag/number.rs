@@ -1,4 +1,4 @@
-//! Exact number comparison (SPEC §1.1): integers compare as integers at any size JSON
+//! Exact number comparison (docs/flag-format.md): integers compare as integers at any size JSON
 //! parsing keeps them (never rounded through `f64`), an integer and a fraction compare by
 //! their exact values, and two fractions by the values they are written as.
 

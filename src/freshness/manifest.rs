@@ -1,4 +1,4 @@
-//! The change manifest (issue 14): one small item per flags table recording the table's
+//! The change manifest (docs/operations.md): one small item per flags table recording the table's
 //! change version and its most recent changes, so a warm environment learns with one
 //! `GetItem` which cached flags are out of date.
 //!

@@ -1,4 +1,4 @@
-//! Freshness (issue 14): a flag change reaches every warm environment within
+//! Freshness (docs/operations.md): a flag change reaches every warm environment within
 //! `FRESHNESS_SECONDS`, without a store call on any request and without a DynamoDB bill
 //! that grows with traffic.
 //!

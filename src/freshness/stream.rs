@@ -1,4 +1,4 @@
-//! DynamoDB Streams events (issue 14): every write to the flags table — by flagctl, the
+//! DynamoDB Streams events (docs/operations.md): every write to the flags table — by flagctl, the
 //! console, a script, the Python service — reaches the manifest, because the flags
 //! table's stream invokes this same function with the changed keys.
 //!

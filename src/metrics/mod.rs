@@ -1,4 +1,4 @@
-//! CloudWatch metrics as embedded-metric-format (EMF) log lines (issue 15): counters
+//! CloudWatch metrics as embedded-metric-format (EMF) log lines (docs/operations.md, "Metrics"): counters
 //! since the last emit — evaluations per flag and outcome, cache hits, misses and stale
 //! serves, store reads and errors, events sent, dropped and retried, lenient reads —
 //! written after the response, never on a request's path. In Lambda the lines go to

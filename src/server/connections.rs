@@ -1,5 +1,5 @@
 //! The local server's accept loop: hyper's HTTP/1 connections with the limits a server
-//! exposed to arbitrary clients needs (issue 11, item 6).
+//! exposed to arbitrary clients needs (docs/operations.md, "Reliability").
 //!
 //! - A header-read timeout: hyper applies it from the moment it waits for a request's
 //!   head, so it is also the idle timeout of a kept-alive connection.

@@ -3,7 +3,7 @@
 //! axum only carries bytes here: every request is turned into an [`api::Request`] and
 //! answered by [`api::handle`], exactly as in Lambda. Events are flushed by a background
 //! task on a short interval and drained on Ctrl-C / SIGTERM. With a change manifest
-//! (`MANIFEST_TABLE`), another background task runs the freshness check (issue 14).
+//! (`MANIFEST_TABLE`), another background task runs the freshness check (docs/operations.md).
 //!
 //! Connections are accepted by [`connections`] (hyper's HTTP/1 with timeouts, a
 //! connection cap and a bounded graceful shutdown; see [`ServerLimits`]).
@@ -130,7 +130,7 @@ async fn flush_periodically(app: Arc<App>, every: Duration) {
     }
 }
 
-/// The local server's freshness check (issue 14), off every request's path: it looks
+/// The local server's freshness check, off every request's path: it looks
 /// ten times per window whether a check is due, so a change is seen within one window
 /// plus a tenth (and the read), while [`App::check_freshness`] itself keeps it to one
 /// manifest read per window.

@@ -27,7 +27,7 @@ use crate::flag::CompiledFlag;
 /// A DynamoDB item as the SDK returns it.
 type Item = HashMap<String, AttributeValue>;
 
-/// The table's partition key attribute (SPEC §1).
+/// The table's partition key attribute.
 const PARTITION_KEY: &str = "key";
 
 /// Most keys DynamoDB accepts in one `BatchGetItem`.

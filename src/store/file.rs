@@ -169,7 +169,7 @@ mod tests {
         keys
     }
 
-    /// Issue 11, item 11: a bad edit keeps every flag of the last good parse, also the
+    /// A bad edit keeps every flag of the last good parse, also the
     /// ones nobody has asked for yet.
     #[tokio::test]
     async fn a_broken_edit_keeps_the_last_good_parse_whole() {

@@ -1,6 +1,6 @@
 //! What the stores say about the flags they load: a malformed flag on every load (it
 //! answers `PARSE_ERROR` until fixed), and a flag read leniently as the Python service
-//! read it (SPEC §1.1) once per flag version, counted for metrics.
+//! read it (docs/flag-format.md) once per flag version, counted for metrics.
 //!
 //! Only flag keys and the document's own fields are logged, never user data.
 
@@ -20,7 +20,7 @@ type FlagVersion = (Box<str>, u64);
 static REPORTED: Mutex<Option<HashSet<FlagVersion>>> = Mutex::new(None);
 static LENIENT_READS: AtomicU64 = AtomicU64::new(0);
 
-/// Flag versions read leniently (SPEC §1.1) since the process started, each counted once.
+/// Flag versions read leniently since the process started, each counted once.
 pub fn lenient_reads() -> u64 {
     LENIENT_READS.load(Ordering::Relaxed)
 }
@@ -39,7 +39,7 @@ pub(crate) fn loaded(flag: &CompiledFlag) {
         flag_key = flag.key(),
         version = flag.version(),
         oddities = ?oddities,
-        "flag read as the Python service read it (SPEC §1.1); `flagctl validate` would refuse it"
+        "flag read as the Python service read it; `flagctl validate` would refuse it"
     );
 }
 

@@ -8,7 +8,7 @@ values, reasons, variants, metadata and error codes an application would see.
     .venv/bin/python tests/interop/test_ofrep.py [--binary target/debug/flagfn]
 
 One line per check; exit status 1 if any check fails (2 if the server does not start).
-Expected split outcomes are computed here from SPEC §3 (MD5 bucketing), independently of
+Expected split outcomes are computed here from the bucketing formulas (docs/flag-format.md), independently of
 the Rust code.
 """
 
@@ -42,7 +42,7 @@ FLAGS_FILE = HERE / "flags.json"
 STARTUP_TIMEOUT_S = 30.0
 
 
-# --- SPEC §3, re-implemented ---------------------------------------------------------
+# --- the bucketing formulas, re-implemented -------------------------------------------------
 
 
 def h(s: str) -> int:
@@ -364,12 +364,12 @@ def checks(client: OpenFeatureClient, base_url: str):
         ("boolean: not targeted via targetingKey (rollout 0) -> false", bool_targeting_key_not_targeted),
         ("boolean: ordered rule on a list attribute (groups contains beta)", bool_rule_on_list_attribute),
         ("boolean: STATIC flag with an empty context", bool_static_without_context),
-        ("boolean: 50% rollout matches SPEC §3 for 40 users", bool_rollout_split),
-        ("string: variant values match SPEC §3 split for 40 users", string_split),
+        ("boolean: 50% rollout matches the MD5 formula for 40 users", bool_rollout_split),
+        ("string: variant values match the MD5 split for 40 users", string_split),
         ("string: targetingKey pinned to a variant", string_targeting_key),
         ("string: context rule (plan=enterprise) serves its variant, rule_id in metadata", string_context_rule),
         ("string: get_string_value", string_value_api),
-        ("object: payload objects match SPEC §3 split for 40 users", object_split),
+        ("object: payload objects match the MD5 split for 40 users", object_split),
         ("object: targetingKey pinned to a payload", object_targeting_key),
         ("integer: values and get_integer_value", integer_flag),
         ("float: values, including a whole-number float (1.0)", float_flag),

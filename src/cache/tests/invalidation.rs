@@ -1,4 +1,4 @@
-//! Invalidation by the change manifest (issue 14): exactly the given keys, the
+//! Invalidation by the change manifest: exactly the given keys, the
 //! snapshot, or everything; the old value stays servable stale; reads racing an
 //! invalidation are not trusted.
 

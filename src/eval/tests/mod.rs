@@ -141,7 +141,7 @@ fn now_defaults_to_the_evaluation_time_unless_the_context_sets_it() {
     assert!(!clause("now", "after", json!("2028-01-01T00:00:00Z"), false, json!({})));
     assert!(clause("now", "after", json!("2028-01-01T00:00:00Z"), false, json!({"now": "2028-06-01T00:00:00Z"})));
     // Only for `before`/`after`: for any other operator an absent `now` is absent, as in
-    // Python (SPEC §1.1), so a Python `greater_than` on `now` never sees the clock.
+    // Python, so a Python `greater_than` on `now` never sees the clock.
     assert!(!clause("now", "exists", Value::Null, false, json!({})));
     assert!(!clause("now", "greater_than", json!(0), false, json!({})));
     assert!(clause("now", "greater_than", json!(0), false, json!({"now": 1})));

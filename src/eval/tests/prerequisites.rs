@@ -1,4 +1,4 @@
-//! Prerequisites: what they require, and (issue 11, finding 8) that their validity is a
+//! Prerequisites: what they require, and that their validity is a
 //! property of the flag set — the same for every user, alone, in a batch and in bulk,
 //! whatever was evaluated first.
 

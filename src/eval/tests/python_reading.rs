@@ -1,4 +1,4 @@
-//! SPEC §1.1: items the Python service loaded answer as Python answered them, and say
+//! Python reading (docs/flag-format.md): items the Python service loaded answer as Python answered them, and say
 //! what was read leniently.
 
 use super::*;

@@ -144,7 +144,7 @@ async fn concurrent_flushes_send_each_record_once() {
     assert_eq!(fields(&sink.accepted(), "user_id"), users(0..20));
 }
 
-// ---- bytes (issue 11) ----------------------------------------------------------------
+// ---- bytes ---------------------------------------------------------------------------
 
 #[tokio::test]
 async fn the_buffer_is_bounded_in_bytes_and_drops_the_oldest_requests_first() {

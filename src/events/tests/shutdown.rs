@@ -61,7 +61,7 @@ async fn a_sink_declaring_zero_limits_still_gets_one_record_per_call() {
     assert_eq!(sink.calls().iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
 }
 
-// ---- flush policy, shutdown accounting (issues 11 and 16) ---------------------------
+// ---- flush policy, shutdown accounting ----------------------------------------------
 
 #[tokio::test(start_paused = true)]
 async fn a_flush_is_due_at_the_minimum_count_or_age_and_paused_after_a_failure() {

@@ -10,7 +10,7 @@ use super::*;
 
 type Group = (String, u64, Value, bool, String);
 
-/// The groups of SPEC's summary mode, counted from evaluation outcomes.
+/// The groups of the summary mode, counted from evaluation outcomes.
 fn expected_groups(outcomes: &[Outcome]) -> BTreeMap<String, u64> {
     let mut groups = BTreeMap::new();
     for o in outcomes {

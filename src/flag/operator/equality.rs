@@ -33,7 +33,7 @@ pub(super) fn json_eq(a: &Value, b: &Value) -> bool {
 }
 
 fn number_eq(x: &Number, y: &Number) -> bool {
-    // Exactly, as Python compared int with int and int with Decimal (SPEC §1.1).
+    // Exactly, as Python compared int with int and int with Decimal.
     matches!(Num::of(x).zip(Num::of(y)), Some((a, b)) if a.compare(b) == Some(Ordering::Equal))
 }
 

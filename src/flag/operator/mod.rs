@@ -65,7 +65,7 @@ pub enum Operator {
     /// The attribute is absent (or null).
     NotExists,
     /// An operator the Python service did not know, or a clause without a string
-    /// `attribute`: Python treated the rule as unmet, so it never matches (SPEC §1.1).
+    /// `attribute`: Python treated the rule as unmet, so it never matches (docs/flag-format.md).
     Never,
 }
 
