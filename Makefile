@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CARGO  ?= cargo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-rust test-template test-events test-rie rie-release test-interop test-cost cost bench loadtest lint build venv clean
+.PHONY: run test test-arm64 test-rust test-template test-events test-rie rie-release test-interop test-cost cost bench loadtest lint build venv clean
 
 # Project-local Python tools (moto, cargo-lambda, cfn-lint, SAM CLI, the OpenFeature SDK),
 # pinned in scripts/requirements.txt. Git-ignored; rebuilt when the requirements change.
@@ -30,12 +30,17 @@ run:
 ## golden and integration tests (moto started by the tests themselves), the template
 ## lint, every sample event through `cargo lambda invoke` and through AWS's Runtime
 ## Interface Emulator (with Kinesis), and the OpenFeature interop.
-test: venv test-rust test-template test-events test-rie test-interop test-cost
+test: venv test-rust test-arm64 test-template test-events test-rie test-interop test-cost
 	@echo "== all tests passed"
 
 test-rust: venv
 	python3 scripts/golden_vectors.py --check
 	$(CARGO) test --all-targets
+
+## The bucketing MD5 kernels (scalar and NEON) built for arm64, Lambda's Graviton, and
+## run under qemu; installs the Rust target, Debian's cross linker and qemu when missing.
+test-arm64:
+	scripts/test_arm64.sh
 
 test-template: venv
 	$(VENV)/bin/cfn-lint template.yaml

@@ -10,8 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::cache::{Cached, FlagCache};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::eval::{ErrorCode, EvalInput, Evaluation, Evaluator, FlagSource, NoFlags};
+use crate::eval::{ErrorCode, EvalInput, Evaluation, Evaluator, NoFlags};
 use crate::events::EventPipeline;
+use crate::flag::CompiledFlag;
 use crate::freshness::{Freshness, ManifestStore};
 use crate::metrics::{Metrics, Reading};
 use crate::outcome::{Outcome, Subject};
@@ -146,15 +147,15 @@ impl App {
             _ => {
                 let resolved = Resolved::load(&self.cache, keys, wall).await;
                 let mut evaluator = Evaluator::new(input, resolved.source());
-                resolved
-                    .requested
-                    .iter()
-                    .map(|(key, cached)| {
-                        let (unavailable, prerequisite_stale) =
-                            cached.flag().map_or((None, false), |f| resolved.prerequisite_health(f));
-                        outcome(&mut evaluator, key, cached, unavailable, prerequisite_stale)
-                    })
-                    .collect()
+                let mut outcomes = Vec::with_capacity(resolved.requested.len());
+                let requested = resolved.requested.iter().map(|(key, cached)| {
+                    let health = cached.flag().map_or((None, false), |f| resolved.prerequisite_health(f));
+                    (*key, cached, health)
+                });
+                evaluator.evaluate_each(requested, evaluable, |(key, cached, (unavailable, stale)), e| {
+                    outcomes.push(outcome(key, cached, e, unavailable, stale));
+                });
+                outcomes
             }
         };
         self.events.record(subject, wall, &outcomes);
@@ -169,10 +170,13 @@ impl App {
             Some(flag) if flag.has_prerequisites() => {
                 let resolved = Resolved::load(&self.cache, &[key], now).await;
                 let (unavailable, stale) = resolved.prerequisite_health(flag);
-                let mut evaluator = Evaluator::new(*input, resolved.source());
-                outcome(&mut evaluator, key, &cached, unavailable, stale)
+                let e = cached.flag().map(|flag| Evaluator::new(*input, resolved.source()).evaluate(flag));
+                outcome(key, &cached, e.filter(|_| unavailable.is_none()), unavailable, stale)
             }
-            _ => outcome(&mut Evaluator::new(*input, &NoFlags), key, &cached, None, false),
+            _ => {
+                let e = cached.flag().map(|flag| Evaluator::new(*input, &NoFlags).evaluate(flag));
+                outcome(key, &cached, e, None, false)
+            }
         }
     }
 
@@ -182,14 +186,15 @@ impl App {
         let wall = self.clock.wall();
         let snapshot = self.cache.all(wall).await?;
         let mut evaluator = Evaluator::new(input(subject, wall), &*snapshot.flags);
-        let outcomes: Vec<Outcome> = snapshot
-            .flags
-            .iter()
-            .map(|flag| {
-                let e = evaluator.evaluate(flag);
-                Outcome::from_evaluation(Some(flag), flag.key(), &e, snapshot.stale)
-            })
-            .collect();
+        let mut outcomes = Vec::with_capacity(snapshot.flags.len());
+        evaluator.evaluate_each(
+            snapshot.flags.iter(),
+            |flag| Some(&***flag),
+            |flag, e| {
+                let e = e.unwrap_or_else(|| Evaluation::not_found(flag.key()));
+                outcomes.push(Outcome::from_evaluation(Some(flag), flag.key(), &e, snapshot.stale));
+            },
+        );
         self.events.record(subject, wall, &outcomes);
         Ok(outcomes)
     }
@@ -200,11 +205,17 @@ fn input(subject: &Subject, wall: SystemTime) -> EvalInput<'_> {
     EvalInput { user_id: subject.user_id.as_deref(), context: &subject.context, now }
 }
 
-/// One key's outcome from what the cache said about it.
-fn outcome<'a, S: FlagSource + ?Sized>(
-    evaluator: &mut Evaluator<'a, '_, S>,
+/// The flag a batch item evaluates: a cached flag whose prerequisites could all be read.
+fn evaluable<'a>((_, cached, (unavailable, _)): &(&str, &'a Cached, (Option<&str>, bool))) -> Option<&'a CompiledFlag> {
+    cached.flag().filter(|_| unavailable.is_none()).map(|f| &**f)
+}
+
+/// One key's outcome from what the cache said about it and, for a cached flag whose
+/// prerequisites could all be read, its evaluation `e`.
+fn outcome(
     key: &str,
-    cached: &'a Cached,
+    cached: &Cached,
+    e: Option<Evaluation<'_>>,
     unavailable_prerequisite: Option<&str>,
     prerequisite_stale: bool,
 ) -> Outcome {
@@ -214,8 +225,12 @@ fn outcome<'a, S: FlagSource + ?Sized>(
                 let message = format!("prerequisite flag `{missing}` could not be read from the flag store");
                 return Outcome::failed(Some(flag.clone()), key, ErrorCode::General, message);
             }
-            // The evaluator borrows from the flag; the outcome keeps its own `Arc`.
-            let e = evaluator.evaluate(flag);
+            let Some(e) = e else {
+                // Callers evaluate every cached flag whose prerequisites were read; were
+                // one not, a general error is the honest answer, never a panic.
+                let message = "the flag was not evaluated".to_owned();
+                return Outcome::failed(Some(flag.clone()), key, ErrorCode::General, message);
+            };
             Outcome::from_evaluation(Some(flag), key, &e, cached.is_stale() || prerequisite_stale)
         }
         Cached::NotFound => Outcome::from_evaluation(None, key, &Evaluation::not_found(key), false),

@@ -5,6 +5,7 @@
 //! unknown prerequisite are outcomes ([`Evaluation::error`]), exactly like LaunchDarkly's
 //! `Reason::Error`. Nothing is parsed or formatted on the way; a hash costs one MD5.
 
+mod batch;
 mod graph;
 mod result;
 mod source;
@@ -54,19 +55,22 @@ pub struct Evaluator<'a, 'c, S: ?Sized, T: Trace = NoTrace> {
     /// chain they were reached through. Batches have few prerequisites: a Vec is fastest.
     memo: Vec<(&'a str, bool, Option<&'a str>)>,
     trace: T,
+    /// The next root flag's hashes, computed ahead by [`Evaluator::evaluate_each`]
+    /// (empty otherwise); taken by that flag's evaluation.
+    pre: batch::Prehashed,
 }
 
 impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S> {
     /// An evaluator for `input`; prerequisites are looked up in `source`.
     pub fn new(input: EvalInput<'c>, source: &'a S) -> Self {
-        Evaluator { input, source, memo: Vec::new(), trace: NoTrace }
+        Evaluator { input, source, memo: Vec::new(), trace: NoTrace, pre: batch::Prehashed::default() }
     }
 }
 
 impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
     /// An evaluator that reports its decisions to `trace` (see [`Trace`]).
     pub fn with_trace(input: EvalInput<'c>, source: &'a S, trace: T) -> Self {
-        Evaluator { input, source, memo: Vec::new(), trace }
+        Evaluator { input, source, memo: Vec::new(), trace, pre: batch::Prehashed::default() }
     }
 
     /// Evaluates the flag stored under `key` in the source (or `flag_not_found`).
@@ -100,6 +104,8 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
     /// asked for, not one of its prerequisites.
     #[inline(never)]
     fn eval_into(&mut self, flag: &'a CompiledFlag, root: bool, out: &mut Evaluation<'a>) -> Result<(), EvalError<'a>> {
+        // Hashes computed ahead belong to the root flag, never to its prerequisites.
+        let pre = if root { std::mem::take(&mut self.pre) } else { batch::Prehashed::default() };
         let body = flag.body().map_err(|message| EvalError::new(ErrorCode::ParseError, message))?;
         if root && !body.prerequisites.is_empty() {
             // The whole graph below, before anything user-dependent: a cycle or an
@@ -116,20 +122,20 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
                 return Ok(());
             }
         }
-        self.decide(body, out)
+        self.decide(body, out, pre)
     }
 
     /// Steps 4–8 of the evaluation order, writing into `out` (which starts as "off").
-    fn decide(&self, body: &'a FlagBody, out: &mut Evaluation<'a>) -> Result<(), EvalError<'a>> {
+    fn decide(&self, body: &'a FlagBody, out: &mut Evaluation<'a>, pre: batch::Prehashed) -> Result<(), EvalError<'a>> {
         let context = self.input.context;
         if !body.targets.is_empty() {
             let user = self.user_id()?;
             if let Some(&i) = body.target_index.get(user) {
-                return self.serve(body, &body.targets[i], Reason::TargetMatch, out);
+                return self.serve(body, &body.targets[i], Reason::TargetMatch, out, pre);
             }
         }
         if let Some(rule) = body.rules.iter().find(|r| all_match(&r.clauses, context, self.input.now, &self.trace)) {
-            return self.serve(body, &rule.serve, Reason::RuleMatch, out);
+            return self.serve(body, &rule.serve, Reason::RuleMatch, out, pre);
         }
         if !body.targeting_rules.is_empty() {
             // Python: a non-empty rule list never matches an empty or absent context.
@@ -143,7 +149,7 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
             // 0 % needs no hash (and no user); anything between is a split.
             let admitted = body.rollout > 0.0 && {
                 out.bucketed = true;
-                bucket::admits(body.rollout, self.hash(body, &body.rollout_suffix)?)
+                bucket::admits(body.rollout, self.hash(body, &body.rollout_suffix, pre.rollout)?)
             };
             if !admitted {
                 out.reason = Reason::NotInRollout;
@@ -152,7 +158,7 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
         }
         out.enabled = true;
         out.reason = Reason::Enabled;
-        out.variant = self.split(body, out)?;
+        out.variant = self.split(body, out, pre)?;
         Ok(())
     }
 
@@ -163,6 +169,7 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
         serve: &'a Serve,
         reason: Reason,
         out: &mut Evaluation<'a>,
+        pre: batch::Prehashed,
     ) -> Result<(), EvalError<'a>> {
         out.reason = reason;
         out.decided_by = Some(serve.decided_by);
@@ -172,7 +179,7 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
         if let Some((percentage, suffix)) = &serve.rollout {
             out.bucketed = *percentage > 0.0 && *percentage < 100.0;
             let admitted = if out.bucketed {
-                bucket::admits(*percentage, self.hash(body, suffix)?)
+                bucket::admits(*percentage, self.hash(body, suffix, None)?)
             } else {
                 // 0 % or 100 %: no hash, but still no bucketing without an id.
                 self.bucket_id(body)?;
@@ -185,13 +192,18 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
         out.enabled = true;
         out.variant = match serve.variant {
             Some(i) => Some(&body.variants[i]),
-            None => self.split(body, out)?,
+            None => self.split(body, out, pre)?,
         };
         Ok(())
     }
 
     /// The variant split (docs/flag-format.md), then Python's `variant or default_variant`.
-    fn split(&self, body: &'a FlagBody, out: &mut Evaluation<'a>) -> Result<Option<&'a Variant>, EvalError<'a>> {
+    fn split(
+        &self,
+        body: &'a FlagBody,
+        out: &mut Evaluation<'a>,
+        pre: batch::Prehashed,
+    ) -> Result<Option<&'a Variant>, EvalError<'a>> {
         if let Some(message) = &body.split_error {
             return Err(EvalError::new(ErrorCode::ParseError, &**message));
         }
@@ -202,7 +214,7 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
             variants => {
                 out.bucketed = true;
                 // `h / 4294967295.0 < cumulative`, as an integer comparison (`below`).
-                let h = u64::from(self.hash(body, &body.variant_suffix)?);
+                let h = u64::from(self.hash(body, &body.variant_suffix, pre.variant)?);
                 variants.iter().find(|v| h < v.below).unwrap_or(&variants[variants.len() - 1])
             }
         };
@@ -217,9 +229,15 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
     }
 
     /// `h("{id}{suffix}")` where the id is the `bucket_by` attribute's string form, else
-    /// the user id. (Hashing here rather than returning the id keeps the common path —
-    /// no `bucket_by` — free of copying an id buffer through a `Result`.)
-    fn hash(&self, body: &FlagBody, suffix: &[u8]) -> Result<u32, EvalError<'a>> {
+    /// the user id; `pre` when [`Evaluator::evaluate_each`] computed it ahead (only
+    /// untraced evaluators do, so a trace sees every hash). (Hashing here rather than
+    /// returning the id keeps the common path — no `bucket_by` — free of copying an id
+    /// buffer through a `Result`.)
+    #[inline]
+    fn hash(&self, body: &FlagBody, suffix: &[u8], pre: Option<u32>) -> Result<u32, EvalError<'a>> {
+        if let Some(h) = pre {
+            return Ok(h);
+        }
         if let Some(attribute) = &body.bucket_by {
             if let Some(id) = self.input.context.get(&**attribute).and_then(BucketId::of) {
                 let h = bucket::hash(id.as_str(), suffix);

@@ -407,5 +407,6 @@ fn split_and_targeting_markers() {
     );
 }
 
+mod batch;
 mod prerequisites;
 mod python_reading;
