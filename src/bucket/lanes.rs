@@ -217,7 +217,7 @@ mod x86 {
     pub fn sse2_first_words(words: &[[u32; 4]; 16], out: &mut [u32]) {
         // SAFETY: each `[u32; 4]` is 16 readable bytes; unaligned loads.
         let m: [__m128i; 16] = core::array::from_fn(|j| unsafe { _mm_loadu_si128(words[j].as_ptr().cast()) });
-        let a = crate::md5_first_word!(sse2, &m);
+        let a = md5_first_word!(sse2, &m);
         let mut lanes = [0u32; 4];
         // SAFETY: `lanes` is 16 writable bytes; unaligned store.
         unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), a) };
@@ -230,7 +230,7 @@ mod x86 {
     pub fn avx2_first_words(words: &[[u32; 8]; 16], out: &mut [u32]) {
         // SAFETY: each `[u32; 8]` is 32 readable bytes; unaligned loads.
         let m: [__m256i; 16] = core::array::from_fn(|j| unsafe { _mm256_loadu_si256(words[j].as_ptr().cast()) });
-        let a = crate::md5_first_word!(avx2, &m);
+        let a = md5_first_word!(avx2, &m);
         let mut lanes = [0u32; 8];
         // SAFETY: `lanes` is 32 writable bytes; unaligned store.
         unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), a) };
@@ -301,7 +301,7 @@ mod arm {
     fn neon_kernel(words: &[[u32; 4]; 16], out: &mut [u32]) {
         // SAFETY: each `[u32; 4]` is 16 readable bytes.
         let m: [uint32x4_t; 16] = core::array::from_fn(|j| unsafe { vld1q_u32(words[j].as_ptr()) });
-        let a = crate::md5_first_word!(neon, &m);
+        let a = md5_first_word!(neon, &m);
         let mut lanes = [0u32; 4];
         // SAFETY: `lanes` is 16 writable bytes.
         unsafe { vst1q_u32(lanes.as_mut_ptr(), a) };

@@ -46,13 +46,6 @@ pub fn pad(id: &[u8], suffix: &[u8]) -> Option<Block> {
     Some(block)
 }
 
-/// The first word of MD5's digest of one padded block (read little-endian, it is the
-/// first four bytes of the digest).
-#[inline]
-pub fn first_word(m: &Block) -> u32 {
-    crate::md5_first_word!(scalar, m)
-}
-
 /// The lane operations for one `u32`: the kernel's scalar instance.
 pub(crate) mod scalar {
     /// One lane holding `x`.
@@ -102,8 +95,6 @@ pub(crate) mod scalar {
 /// `add`, `rotl::<L, R>`, `f`, `g_early`, `g_late`, `h`, `i`). Every step adds what
 /// does not depend on the newest word first, so the dependency chain per step is the
 /// round function's last operation, one addition, the rotation and one addition.
-#[doc(hidden)]
-#[macro_export]
 macro_rules! md5_first_word {
     ($ops:ident, $m:expr) => {{
         #[allow(unused_imports)]
@@ -196,4 +187,11 @@ macro_rules! md5_first_word {
         // Steps 62–64 update d, c and b, which the first digest word does not read.
         add(splat($crate::bucket::md5::A0), a)
     }};
+}
+
+/// The first word of MD5's digest of one padded block (read little-endian, it is the
+/// first four bytes of the digest).
+#[inline]
+pub fn first_word(m: &Block) -> u32 {
+    md5_first_word!(scalar, m)
 }

@@ -5,8 +5,10 @@
 //! (`":{flag_key}"`, `":{flag_key}_variant"`, `":{flag_key}:{rule_id}"`) is built once
 //! when the flag is compiled, so a bucket costs one MD5 and no heap allocation.
 
-pub mod lanes;
+// `md5` first: its kernel macro is used by `lanes`.
+#[macro_use]
 pub mod md5;
+pub mod lanes;
 
 use ::md5::{Digest, Md5};
 

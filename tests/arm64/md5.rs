@@ -10,10 +10,12 @@
 
 #![allow(dead_code)]
 
-#[path = "../../src/bucket/lanes.rs"]
-pub mod lanes;
+// `md5` first: its kernel macro is used by `lanes`.
+#[macro_use]
 #[path = "../../src/bucket/md5.rs"]
 pub mod md5;
+#[path = "../../src/bucket/lanes.rs"]
+pub mod lanes;
 
 /// Where the kernel macro finds the constants in the function's crate.
 mod bucket {
