@@ -12,7 +12,9 @@
 //! Accounting (issue 11, finding 5): every recorded evaluation ends up *delivered*
 //! (the sink accepted its record), *dropped* (bounds, a record too large, or left
 //! unsent at shutdown) or still buffered; at shutdown [`EventPipeline::shutdown`] logs
-//! `delivered + dropped == recorded`.
+//! `delivered + dropped == recorded`. A flush may be cancelled at any await (the local
+//! server stops its flusher mid-flush): what it took out of the buffer is settled when
+//! it is dropped (`send::Taken`), so cancelling never makes events vanish.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -254,7 +256,9 @@ impl EventPipeline {
         self.summarize();
         let limits = sink.limits();
         let mut remaining = lock(&self.buffer).len();
-        let (mut kept, mut sent) = (Vec::new(), 0);
+        // Settles what the flush took out of the buffer even if the flush is cancelled.
+        let mut taken = Taken::new(self);
+        let mut sent = 0;
         let healthy = loop {
             if remaining == 0 || deadline.is_some_and(|d| !self.time_for_a_call(d)) {
                 break true;
@@ -263,14 +267,15 @@ impl EventPipeline {
             if entries.is_empty() {
                 continue;
             }
-            match self.send_batch(sink.as_ref(), entries, records, deadline, &mut kept, &mut sent).await {
+            taken.batch = entries;
+            match self.send_batch(sink.as_ref(), &mut taken, records, deadline, &mut sent).await {
                 Sent::Done { all_kept: false } => {}
                 Sent::Done { all_kept: true } | Sent::Failed => break false,
                 Sent::Cut => break true,
             }
         };
-        let report = FlushReport { sent, kept: kept.len() + remaining };
-        self.put_back(kept);
+        let report = FlushReport { sent, kept: taken.kept.len() + remaining };
+        drop(taken);
         self.update_hold(healthy);
         report
     }
@@ -393,7 +398,7 @@ mod buffer;
 mod record;
 mod send;
 pub mod tally;
-use send::Sent;
+use send::{Sent, Taken};
 
 #[cfg(test)]
 mod tests;
