@@ -56,8 +56,9 @@ pub struct EventStats {
     /// Evaluations dropped: buffer bounds, a record too large to ever send, or left
     /// unsent at shutdown.
     pub dropped: u64,
-    /// Of `dropped`: records cut off in flight at the shutdown deadline, which the sink
-    /// may or may not have stored.
+    /// Of `dropped`: evaluations whose sink call was cut off in flight (at the shutdown
+    /// deadline, by a cancelled flush, or still running when the process ends), which
+    /// the sink may or may not have stored.
     pub unconfirmed: u64,
     /// Records sent again after the sink rejected them.
     pub retried: u64,
@@ -376,9 +377,12 @@ impl EventPipeline {
         let _ = tokio::time::timeout(budget + Duration::from_millis(20), self.drain(budget)).await;
         let left = lock(&self.buffer).trim(0, 0).0;
         self.count_drops(left);
-        // Events a cut-off flush held are neither delivered nor buffered: lost as well.
+        // Events another flush still holds (one with a sink call in flight when the drain
+        // could not take over, as Lambda's after-response flush) are neither delivered
+        // nor buffered: dropped, and unconfirmed, since that call may yet store them.
         let c = &self.counters;
         let unaccounted = c.recorded.load(Relaxed).saturating_sub(c.delivered.load(Relaxed) + c.dropped.load(Relaxed));
+        c.unconfirmed.fetch_add(unaccounted, Relaxed);
         self.count_drops(unaccounted);
         let stats = self.stats();
         tracing::info!(
