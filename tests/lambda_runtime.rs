@@ -52,6 +52,8 @@ const EXITED: &str = "process exited";
 struct Function {
     child: Child,
     log: PathBuf,
+    /// Standard output: the EMF metrics lines.
+    out: PathBuf,
 }
 
 impl Function {
@@ -59,6 +61,8 @@ impl Function {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let log = std::env::temp_dir().join(format!("flagfn-lambda-{}.log", unique_name("run")));
         let stderr = std::fs::File::create(&log).expect("log file");
+        let out = log.with_extension("out");
+        let stdout = std::fs::File::create(&out).expect("stdout file");
         let child = Command::new(env!("CARGO_BIN_EXE_flagfn"))
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", api.address())
@@ -75,11 +79,11 @@ impl Function {
             .env("RUST_LOG", "info,flagfn=debug")
             .envs(settings.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .expect("start the flagfn binary");
-        Function { child, log }
+        Function { child, log, out }
     }
 
     /// Sends SIGTERM, as Lambda does at shutdown when an extension is registered.
@@ -103,6 +107,14 @@ impl Function {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The EMF totals lines written to standard output (those with only the `Service`
+    /// dimension), in order.
+    fn metrics_totals(&self) -> Vec<Value> {
+        let out = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let lines = out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok());
+        lines.filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == serde_json::json!([["Service"]])).collect()
+    }
 }
 
 impl Drop for Function {
@@ -112,6 +124,7 @@ impl Drop for Function {
             let _ = self.child.wait();
         }
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.out);
     }
 }
 
@@ -509,4 +522,42 @@ async fn sigterm_with_a_slow_sink_stops_at_its_budget_and_counts_what_it_could_n
     assert!(dropped >= 4_000, "at most two calls of 500 went out: {dropped}");
     let stored = read_all(&s.kinesis, &s.stream).await.len() as u64;
     assert!(delivered <= stored && stored <= delivered + unconfirmed, "{stored} stored, {delivered} delivered");
+}
+
+/// SIGTERM while Kinesis hangs with the after-response flush's `PutRecords` in flight:
+/// the drain cannot take the buffer from that flush, and the events it holds are counted
+/// dropped and unconfirmed, never lost from the account. The log's account adds up, and
+/// so do the metrics lines, the last of which (written after the drain) says nothing is
+/// left buffered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_hanging_flush_accounts_for_every_event_and_the_last_metrics_line_says_so() {
+    let mut s = setup_with(&[("EVENTS_FLUSH_MAX_AGE_MS", "0"), ("METRICS_INTERVAL_MS", "0")]).await;
+    let first = s.api.invoke(&event("url-batch-evaluate.json"));
+    check_expected("url-batch-evaluate.json", &s.api.answer(&first, LIMIT).await);
+    s.ready_after(&first).await;
+    // Kinesis stops answering: each PutRecords hangs far past the shutdown budget.
+    s.proxy.set_hook(|target, body, forward| {
+        if target == PUT_RECORDS {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        forward(body)
+    });
+    let calls = s.proxy.count(PUT_RECORDS);
+    let second = s.api.invoke(&event("url-batch-evaluate.json"));
+    check_expected("url-batch-evaluate.json", &s.api.answer(&second, LIMIT).await);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while s.proxy.count(PUT_RECORDS) == calls {
+        assert!(tokio::time::Instant::now() < deadline, "no PutRecords after the second invocation");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.function.terminate();
+    assert!(s.function.exit_status().await.success(), "log:\n{}", s.function.log());
+
+    let (recorded, delivered, dropped, unconfirmed) = shutdown_account(&s.function.log());
+    assert_eq!((recorded, delivered, dropped, unconfirmed), (10, 5, 5, 5), "log:\n{}", s.function.log());
+    let lines = s.function.metrics_totals();
+    let sum = |name: &str| lines.iter().map(|l| l[name].as_u64().unwrap_or(0)).sum::<u64>();
+    let last = lines.last().unwrap_or_else(|| panic!("no metrics lines; log:\n{}", s.function.log()));
+    assert_eq!(last["EventsBuffered"], 0, "{last}");
+    assert_eq!((sum("EventsRecorded"), sum("EventsDelivered"), sum("EventsDropped")), (recorded, delivered, dropped));
 }

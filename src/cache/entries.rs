@@ -3,6 +3,10 @@
 //! Keeping the two apart means a flood of unknown keys (a typo in a client, or a caller
 //! probing) can only push out other unknown keys: the flags in use stay cached, so
 //! they are still there to be served stale if the store then fails.
+//!
+//! Each entry also carries its own retry time after a failed read (`retry_at`): a key
+//! whose read failed is left alone for a while without holding back any other key or
+//! the snapshot. Kept on the entries, this state is bounded by the same LRUs.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -23,6 +27,17 @@ const NEGATIVE_SHARE: usize = 4;
 pub(super) struct Entry {
     pub flag: Arc<CompiledFlag>,
     pub fetched: SystemTime,
+    /// After a failed re-read: not read again before this (served stale meanwhile).
+    pub retry_at: Option<SystemTime>,
+}
+
+/// One key the store said it does not have.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Missing {
+    /// When the store said so.
+    pub at: SystemTime,
+    /// After a failed re-read: not read again before this (still "not found" meanwhile).
+    pub retry_at: Option<SystemTime>,
 }
 
 /// Both LRUs and the cache's counters, behind one lock.
@@ -31,7 +46,7 @@ pub(super) struct Entries {
     /// Flags the store has, by key.
     flags: LruCache<Box<str>, Entry>,
     /// Keys the store said it does not have, and when.
-    missing: LruCache<Box<str>, SystemTime>,
+    missing: LruCache<Box<str>, Missing>,
     /// Every counter of the cache (its `entries` field is filled in when read): one set,
     /// kept under the lock the lookups hold anyway, so the hit path does no atomic
     /// operation.
@@ -41,7 +56,7 @@ pub(super) struct Entries {
 /// What the entries say about one key, before TTLs and backoff are applied.
 pub(super) enum Known<'a> {
     Flag(&'a Entry),
-    Missing(SystemTime),
+    Missing(Missing),
     Unknown,
 }
 
@@ -62,7 +77,7 @@ impl Entries {
             return Known::Flag(entry);
         }
         match self.missing.get(key) {
-            Some(at) => Known::Missing(*at),
+            Some(missing) => Known::Missing(*missing),
             None => Known::Unknown,
         }
     }
@@ -72,17 +87,32 @@ impl Entries {
         self.flags.peek(key)
     }
 
+    /// When the store said it has no `key`, if that is what is held, without marking it used.
+    pub fn peek_missing(&self, key: &str) -> Option<SystemTime> {
+        self.missing.peek(key).map(|missing| missing.at)
+    }
+
+    /// A read of `key` failed: whatever is held for it is not read again before `until`.
+    /// Nothing is held for a key never read: there is nothing to serve in its place.
+    pub fn retry_at(&mut self, key: &str, until: SystemTime) {
+        if let Some(entry) = self.flags.peek_mut(key) {
+            entry.retry_at = Some(until);
+        } else if let Some(missing) = self.missing.peek_mut(key) {
+            missing.retry_at = Some(until);
+        }
+    }
+
     /// Records what the store said about `key`, counting an eviction if another key had
     /// to make room. A key is in at most one of the two LRUs.
     pub fn insert(&mut self, key: Box<str>, flag: Option<Arc<CompiledFlag>>, fetched: SystemTime) {
         let evicted = match flag {
             Some(flag) => {
                 self.missing.pop(&key);
-                self.flags.push(key.clone(), Entry { flag, fetched }).map(|(old, _)| old)
+                self.flags.push(key.clone(), Entry { flag, fetched, retry_at: None }).map(|(old, _)| old)
             }
             None => {
                 self.flags.pop(&key);
-                self.missing.push(key.clone(), fetched).map(|(old, _)| old)
+                self.missing.push(key.clone(), Missing { at: fetched, retry_at: None }).map(|(old, _)| old)
             }
         };
         if evicted.is_some_and(|old| old != key) {
@@ -91,19 +121,24 @@ impl Entries {
     }
 
     /// Makes `key` due for a re-read: a cached flag counts as fetched no later than
-    /// `expired` (so it is still servable stale if the store fails), a not-found entry is
-    /// forgotten (the flag may have been created). `true` if anything was held.
-    pub fn expire(&mut self, key: &str, expired: SystemTime) -> bool {
+    /// `expired`, a not-found entry as found missing no later than `missing_expired`, so
+    /// the next lookup reads the store, and if the store fails, either is still served
+    /// stale (the flag may have been created meanwhile; it is not read, so the last word
+    /// of the store stands). `true` if anything was held.
+    pub fn expire(&mut self, key: &str, expired: SystemTime, missing_expired: SystemTime) -> bool {
         let flag = self.flags.peek_mut(key).map(|entry| entry.fetched = entry.fetched.min(expired)).is_some();
-        self.missing.pop(key).is_some() || flag
+        let missing = self.missing.peek_mut(key).map(|m| m.at = m.at.min(missing_expired)).is_some();
+        flag || missing
     }
 
     /// [`Entries::expire`] for every key held.
-    pub fn expire_all(&mut self, expired: SystemTime) {
+    pub fn expire_all(&mut self, expired: SystemTime, missing_expired: SystemTime) {
         for (_, entry) in self.flags.iter_mut() {
             entry.fetched = entry.fetched.min(expired);
         }
-        self.missing.clear();
+        for (_, missing) in self.missing.iter_mut() {
+            missing.at = missing.at.min(missing_expired);
+        }
     }
 
     /// Flags and not-found keys held.

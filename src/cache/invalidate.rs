@@ -3,8 +3,10 @@
 //!
 //! An invalidated flag is not dropped: it counts as fetched a TTL ago, so the next lookup
 //! reads the store, and if the store is failing the old value is still served stale
-//! under the usual stale-if-error rule. A not-found entry is forgotten (the flag may
-//! have been created). The every-flag snapshot, and with it the OFREP bulk `ETag`
+//! under the usual stale-if-error rule. A not-found entry likewise counts as found
+//! missing a negative TTL ago: read again next time, still "not found" while the store
+//! fails (the flag may have been created; until the store says so, its last word
+//! stands, as for a changed flag). The every-flag snapshot, and with it the OFREP bulk `ETag`
 //! (a hash of the body), is invalidated with any key.
 //!
 //! A store read already under way when an invalidation happens may have read the old
@@ -20,10 +22,10 @@ impl FlagCache {
     /// many of the keys were cached (found or not-found).
     pub fn invalidate_keys<'k>(&self, keys: impl IntoIterator<Item = &'k str>, now: SystemTime) -> usize {
         self.generation.fetch_add(1, Relaxed);
-        let expired = self.expired_at(now);
+        let (expired, missing_expired) = (self.expired_at(now), self.missing_expired_at(now));
         let held = {
             let mut entries = lock(&self.entries);
-            keys.into_iter().filter(|key| entries.expire(key, expired)).count()
+            keys.into_iter().filter(|key| entries.expire(key, expired, missing_expired)).count()
         };
         self.invalidate_snapshot(now);
         held
@@ -55,13 +57,18 @@ impl FlagCache {
     pub fn invalidate_all(&self, now: SystemTime) {
         self.generation.fetch_add(1, Relaxed);
         let expired = self.expired_at(now);
-        lock(&self.entries).expire_all(expired);
+        lock(&self.entries).expire_all(expired, self.missing_expired_at(now));
         snapshot::expire(&mut lock(&self.snapshot), expired);
     }
 
     /// A fetch time that is past its TTL at `now`.
     fn expired_at(&self, now: SystemTime) -> SystemTime {
         now.checked_sub(self.config.ttl).unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// A time a not-found entry is past its negative TTL at `now`.
+    fn missing_expired_at(&self, now: SystemTime) -> SystemTime {
+        now.checked_sub(self.config.negative_ttl).unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
     /// When a read that started in `generation` counts as fetched: `now`, or already

@@ -8,19 +8,19 @@
 //!   same key waits for that read instead of issuing its own (single-flight).
 //! - "No such flag" is remembered for `negative_ttl`, in an LRU of its own
 //!   (`entries`), so unknown keys can never push real flags out.
-//! - A store *error* is never remembered as "no such flag". The last good value is served,
-//!   marked stale, until `ttl + stale_if_error` after it was fetched. After a failed
-//!   store call the store is left alone for [`ERROR_BACKOFF`], counted from when the
-//!   failure was *known* (a call that hangs until its timeout has taken time already):
-//!   cached keys are served stale without waiting and uncached ones fail at once, so an
-//!   outage (or a hanging store) does not make every request wait on it. With nothing
-//!   cached, the answer is [`Cached::Unavailable`] (a `GENERAL` error), never "not
-//!   found". What failed goes to the log; answers only say that the store is unavailable.
+//! - A store *error* is never remembered as "no such flag". What is held (a flag, or a
+//!   not-found) is served, marked stale for flags, until `stale_if_error` past its TTL.
+//!   After a failed read, that key (or the snapshot) is left alone for [`ERROR_BACKOFF`],
+//!   counted from when the failure was *known* (a call that hangs until its timeout has
+//!   taken time already), and a store-wide failure budget bounds how many failed calls
+//!   an outage costs (`outage`). With nothing usable held, the answer is
+//!   [`Cached::Unavailable`] (a `GENERAL` error), never "not found". What failed goes to
+//!   the log; answers only say that the store is unavailable.
 //! - The every-flag snapshot (a `Scan`) is cached the same way, as one unit, through the
 //!   same single-flight.
 //!
 //! Files: `entries` (the two LRUs and the one set of counters, behind one lock),
-//! `flight` (single-flight, for keys and the snapshot), `outage` (the error backoff and
+//! `flight` (single-flight, for keys and the snapshot), `outage` (the retry policy and
 //! stale-if-error), `snapshot` (the `Scan`), `invalidate` (the change manifest's expiry).
 //!
 //! Time is passed in by the caller: the request's one wall-clock reading, which it needs
@@ -47,7 +47,8 @@ mod snapshot;
 
 use entries::{Entries, Known};
 use flight::{wait, Flights};
-pub use outage::{ERROR_BACKOFF, UNAVAILABLE};
+use outage::{Outage, Target};
+pub use outage::{ERROR_BACKOFF, FAILURES_PER_SECOND, FAILURE_BURST, UNAVAILABLE};
 use snapshot::ScanResult;
 pub use snapshot::Snapshot;
 
@@ -118,8 +119,8 @@ pub struct FlagCache {
     snapshot: Mutex<Option<(SystemTime, Arc<FlagSet>)>>,
     /// The `Scan` being run right now, if any.
     scans: Flights<(), ScanResult>,
-    /// After a failed store call: until when the store is left alone, and why it failed.
-    backoff: Mutex<Option<(SystemTime, Arc<StoreError>)>>,
+    /// The store-wide failure budget and the snapshot's retry time (`outage`).
+    outage: Mutex<Outage>,
     /// Bumped by every invalidation ([`invalidate`]): a store read that started before an
     /// invalidation and ends after it may hold the old value, so it is cached as expired.
     generation: AtomicU64,
@@ -147,7 +148,7 @@ impl FlagCache {
             flights: Flights::default(),
             snapshot: Mutex::new(None),
             scans: Flights::default(),
-            backoff: Mutex::new(None),
+            outage: Mutex::new(Outage::default()),
             generation: AtomicU64::new(0),
         }
     }
@@ -193,12 +194,18 @@ impl FlagCache {
     fn lookup(&self, entries: &mut Entries, key: &str, now: SystemTime) -> Option<Cached> {
         let answer = match entries.get(key) {
             Known::Flag(entry) if now < entry.fetched + self.config.ttl => Some(Cached::Fresh(entry.flag.clone())),
-            Known::Flag(entry) if self.servable_stale(entry.fetched, now) && self.backing_off(now).is_some() => {
+            Known::Flag(entry) if self.servable_stale(entry.fetched, now) && self.holding_off(entry.retry_at, now) => {
                 let flag = entry.flag.clone();
                 entries.counts.stale_serves += 1;
                 return Some(Cached::Stale(flag));
             }
-            Known::Missing(at) if now < at + self.config.negative_ttl => Some(Cached::NotFound),
+            Known::Missing(missing) if now < missing.at + self.config.negative_ttl => Some(Cached::NotFound),
+            Known::Missing(missing)
+                if self.servable_stale_missing(missing.at, now) && self.holding_off(missing.retry_at, now) =>
+            {
+                entries.counts.stale_serves += 1;
+                return Some(Cached::NotFound);
+            }
             Known::Flag(_) | Known::Missing(_) | Known::Unknown => None,
         };
         match answer {
@@ -236,11 +243,11 @@ impl FlagCache {
         let flags = match keys {
             [key] => {
                 let get = async { self.store.get(key).await.map(|flag| flag.into_iter().collect::<Vec<_>>()) };
-                self.call_store("read", 1, now, get).await?
+                self.call_store(Target::Keys(keys), now, get).await?
             }
             _ => {
                 let owned: Vec<String> = keys.iter().map(|k| String::from(&**k)).collect();
-                self.call_store("read", keys.len(), now, self.store.get_many(&owned)).await?
+                self.call_store(Target::Keys(keys), now, self.store.get_many(&owned)).await?
             }
         };
         let mut found: HashMap<Box<str>, Option<Arc<CompiledFlag>>> = keys.iter().map(|k| (k.clone(), None)).collect();

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{lock, wait, FlagCache};
+use super::{lock, wait, FlagCache, Target};
 use crate::eval::FlagSet;
 use crate::store::StoreError;
 
@@ -44,15 +44,16 @@ impl FlagCache {
         }
     }
 
-    /// The snapshot if it can be served without a store read (fresh, or stale while the
-    /// store is in error backoff).
+    /// The snapshot if it can be served without a store read (fresh, or stale while its
+    /// last scan failed less than a backoff ago or the failure budget is spent).
     fn snapshot_without_store(&self, now: SystemTime) -> Option<Snapshot> {
         let (fetched, flags) = lock(&self.snapshot).clone()?;
         if now < fetched + self.config.ttl {
             self.count(|c| c.hits += 1);
             return Some(Snapshot { flags, stale: false });
         }
-        if self.backing_off(now).is_some() && self.servable_stale(fetched, now) {
+        let retry_at = lock(&self.outage).snapshot_retry_at;
+        if self.servable_stale(fetched, now) && self.holding_off(retry_at, now) {
             self.count(|c| c.stale_serves += 1);
             return Some(Snapshot { flags, stale: true });
         }
@@ -62,7 +63,7 @@ impl FlagCache {
     /// Scans the store and caches the result, as the snapshot and key by key.
     async fn scan(&self, now: SystemTime) -> ScanResult {
         let generation = self.generation.load(Relaxed);
-        let flags = self.call_store("scan", 0, now, self.store.scan()).await?;
+        let flags = self.call_store(Target::Snapshot, now, self.store.scan()).await?;
         let set = Arc::new(FlagSet::new(flags));
         self.insert_all(set.iter().map(|f| (Box::from(f.key()), Some(f.clone()))), now, generation);
         *lock(&self.snapshot) = Some((self.fetched_at(now, generation), set.clone()));

@@ -132,23 +132,23 @@ async fn store_errors_serve_stale_values_never_not_found() {
     let later = t0 + secs(301);
     // Expired + store down → the last good value, marked stale.
     assert_eq!(kind(&cache.get("cached", later).await), "stale");
-    // Nothing cached + store down → unavailable (GENERAL), not "not found" — and during
-    // the backoff that follows a failure, without waiting on the store again.
+    // Nothing cached + store down → unavailable (GENERAL), not "not found". The key is
+    // its own target: another key's failure does not keep it from being tried.
     let reads = store.calls().len();
     assert!(matches!(cache.get("never-seen", later).await, Cached::Unavailable));
-    assert_eq!(store.calls().len(), reads, "an uncached key fails fast while the store backs off");
-    // Within the error backoff the store is not asked again for the stale key.
+    assert_eq!(store.calls().len(), reads + 1, "an uncached key is tried");
+    // Within its backoff the store is not asked again for the stale key.
     assert_eq!(kind(&cache.get("cached", later + Duration::from_millis(500)).await), "stale");
-    assert_eq!(store.calls().len(), reads);
+    assert_eq!(store.calls().len(), reads + 1);
     // After it, it is; and once the store is back, values are fresh again.
     assert_eq!(kind(&cache.get("cached", later + secs(2)).await), "stale");
-    assert_eq!(store.calls().len(), reads + 1);
+    assert_eq!(store.calls().len(), reads + 2);
     store.failing.store(false, Ordering::SeqCst);
     assert_eq!(kind(&cache.get("cached", later + secs(4)).await), "fresh");
     assert_eq!(kind(&cache.get("never-seen", later + secs(4)).await), "not_found");
     let stats = cache.stats();
     assert_eq!(stats.stale_serves, 3);
-    assert_eq!(stats.store_errors, 2);
+    assert_eq!(stats.store_errors, 3);
 }
 
 #[tokio::test]
@@ -162,13 +162,33 @@ async fn stale_values_are_served_only_within_the_stale_window() {
     assert_eq!(kind(&cache.get("a", t0 + secs(361)).await), "unavailable");
 }
 
+/// Stale-if-error covers "not found" as it covers flags: a key known not to exist stays
+/// "not found" while the store fails, for `negative_ttl + stale_if_error`, and its
+/// failed re-read holds back only that key.
 #[tokio::test]
-async fn an_expired_not_found_is_not_served_during_an_outage() {
-    let (store, cache) = cache(FakeStore::with(&[]));
-    let t0 = SystemTime::now();
-    assert_eq!(kind(&cache.get("ghost", t0).await), "not_found");
+async fn an_expired_not_found_is_served_stale_during_an_outage_within_the_stale_window() {
+    let config = CacheConfig { stale_if_error: secs(60), ..config() };
+    let (store, cache) = cache_with(FakeStore::with(&[]), config);
+    let clock = crate::clock::Clock::manual();
+    assert_eq!(kind(&cache.get("ghost", clock.wall()).await), "not_found");
     store.failing.store(true, Ordering::SeqCst);
-    assert_eq!(kind(&cache.get("ghost", t0 + secs(31)).await), "unavailable");
+    clock.advance(secs(31));
+    assert_eq!(kind(&cache.get("ghost", clock.wall()).await), "not_found", "the failed re-read");
+    assert_eq!(store.calls().len(), 2);
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(kind(&cache.get("ghost", clock.wall()).await), "not_found", "within its backoff");
+    assert_eq!(store.calls().len(), 2, "not asked again within the key's backoff");
+    assert_eq!(cache.stats().stale_serves, 2);
+    // 30 s negative TTL + 60 s stale window after the store said so: then an error.
+    clock.advance(secs(58));
+    assert_eq!(kind(&cache.get("ghost", clock.wall()).await), "not_found");
+    clock.advance(secs(1));
+    assert_eq!(kind(&cache.get("ghost", clock.wall()).await), "unavailable");
+    // The store back: read again, and "not found" is fresh again.
+    store.failing.store(false, Ordering::SeqCst);
+    clock.advance(secs(2));
+    assert_eq!(kind(&cache.get("ghost", clock.wall()).await), "not_found");
+    assert_eq!(cache.stats().entries, 1, "one not-found entry, replaced in place");
 }
 
 #[tokio::test]
@@ -247,7 +267,7 @@ async fn unknown_keys_never_evict_flags() {
     for key in ["a", "b", "c", "d"] {
         assert_eq!(kind(&cache.get(key, later).await), "stale", "{key}");
     }
-    assert_eq!(store.calls().len(), reads + 1, "one failed refresh, then the backoff");
+    assert_eq!(store.calls().len(), reads + 4, "one failed refresh per flag, within the failure budget");
 }
 
 #[tokio::test]
@@ -257,10 +277,12 @@ async fn a_deleted_flag_leaves_the_flag_cache_when_its_key_is_found_missing() {
     assert_eq!(kind(&cache.get("a", t0).await), "fresh");
     lock(&store.flags).remove("a");
     assert_eq!(kind(&cache.get("a", t0 + secs(300)).await), "not_found");
-    // During an outage the deleted flag is not resurrected as stale.
+    // During an outage the deleted flag is not resurrected as stale: the store's last
+    // word, "not found", stands (served stale).
     store.failing.store(true, Ordering::SeqCst);
-    assert_eq!(kind(&cache.get("a", t0 + secs(400)).await), "unavailable");
+    assert_eq!(kind(&cache.get("a", t0 + secs(400)).await), "not_found");
     assert_eq!(cache.stats().entries, 1);
 }
 
 mod invalidation;
+mod outage;

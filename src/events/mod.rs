@@ -12,7 +12,9 @@
 //! Accounting: every recorded evaluation ends up *delivered*
 //! (the sink accepted its record), *dropped* (bounds, a record too large, or left
 //! unsent at shutdown) or still buffered; at shutdown [`EventPipeline::shutdown`] logs
-//! `delivered + dropped == recorded`.
+//! `delivered + dropped == recorded`. A flush may be cancelled at any await (the local
+//! server stops its flusher mid-flush): what it took out of the buffer is settled when
+//! it is dropped (`send::Taken`), so cancelling never makes events vanish.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -54,8 +56,9 @@ pub struct EventStats {
     /// Evaluations dropped: buffer bounds, a record too large to ever send, or left
     /// unsent at shutdown.
     pub dropped: u64,
-    /// Of `dropped`: records cut off in flight at the shutdown deadline, which the sink
-    /// may or may not have stored.
+    /// Of `dropped`: evaluations whose sink call was cut off in flight (at the shutdown
+    /// deadline, by a cancelled flush, or still running when the process ends), which
+    /// the sink may or may not have stored.
     pub unconfirmed: u64,
     /// Records sent again after the sink rejected them.
     pub retried: u64,
@@ -254,7 +257,9 @@ impl EventPipeline {
         self.summarize();
         let limits = sink.limits();
         let mut remaining = lock(&self.buffer).len();
-        let (mut kept, mut sent) = (Vec::new(), 0);
+        // Settles what the flush took out of the buffer even if the flush is cancelled.
+        let mut taken = Taken::new(self);
+        let mut sent = 0;
         let healthy = loop {
             if remaining == 0 || deadline.is_some_and(|d| !self.time_for_a_call(d)) {
                 break true;
@@ -263,14 +268,15 @@ impl EventPipeline {
             if entries.is_empty() {
                 continue;
             }
-            match self.send_batch(sink.as_ref(), entries, records, deadline, &mut kept, &mut sent).await {
+            taken.batch = entries;
+            match self.send_batch(sink.as_ref(), &mut taken, records, deadline, &mut sent).await {
                 Sent::Done { all_kept: false } => {}
                 Sent::Done { all_kept: true } | Sent::Failed => break false,
                 Sent::Cut => break true,
             }
         };
-        let report = FlushReport { sent, kept: kept.len() + remaining };
-        self.put_back(kept);
+        let report = FlushReport { sent, kept: taken.kept.len() + remaining };
+        drop(taken);
         self.update_hold(healthy);
         report
     }
@@ -371,9 +377,12 @@ impl EventPipeline {
         let _ = tokio::time::timeout(budget + Duration::from_millis(20), self.drain(budget)).await;
         let left = lock(&self.buffer).trim(0, 0).0;
         self.count_drops(left);
-        // Events a cut-off flush held are neither delivered nor buffered: lost as well.
+        // Events another flush still holds (one with a sink call in flight when the drain
+        // could not take over, as Lambda's after-response flush) are neither delivered
+        // nor buffered: dropped, and unconfirmed, since that call may yet store them.
         let c = &self.counters;
         let unaccounted = c.recorded.load(Relaxed).saturating_sub(c.delivered.load(Relaxed) + c.dropped.load(Relaxed));
+        c.unconfirmed.fetch_add(unaccounted, Relaxed);
         self.count_drops(unaccounted);
         let stats = self.stats();
         tracing::info!(
@@ -393,7 +402,7 @@ mod buffer;
 mod record;
 mod send;
 pub mod tally;
-use send::Sent;
+use send::{Sent, Taken};
 
 #[cfg(test)]
 mod tests;

@@ -53,18 +53,17 @@ impl EventPipeline {
         (entries, records)
     }
 
-    /// Sends one batch, retrying rejected records (while a retry can start before
-    /// `deadline`); what is still unsent goes to `kept`, in order.
+    /// Sends the batch `taken` holds, retrying rejected records (while a retry can start
+    /// before `deadline`); what is still unsent goes to `taken.kept`, in order.
     pub(super) async fn send_batch(
         &self,
         sink: &dyn EventSink,
-        mut entries: Vec<Entry>,
+        taken: &mut Taken<'_>,
         mut records: Vec<EventRecord>,
         deadline: Option<Instant>,
-        kept: &mut Vec<Entry>,
         sent: &mut usize,
     ) -> Sent {
-        let batch_len = entries.len();
+        let batch_len = taken.batch.len();
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
                 let delay = backoff(attempt);
@@ -75,19 +74,18 @@ impl EventPipeline {
                 self.counters.retried.fetch_add(records.len() as u64, Relaxed);
             }
             let started = Instant::now();
+            taken.in_call = true;
             let answer = match deadline {
                 None => sink.send(&records).await,
                 Some(deadline) => match tokio::time::timeout_at(deadline, sink.send(&records)).await {
                     Ok(answer) => answer,
                     Err(_) => {
-                        // The sink may or may not have stored them: dropped, and said so.
-                        let events: u64 = entries.iter().map(Entry::events).sum();
-                        self.counters.unconfirmed.fetch_add(events, Relaxed);
-                        self.count_drops(events);
+                        taken.cut();
                         return Sent::Cut;
                     }
                 },
             };
+            taken.in_call = false;
             let failed = match answer {
                 Ok(failed) => {
                     // Only answered calls tell how long a call takes (a failing one may
@@ -98,18 +96,19 @@ impl EventPipeline {
                 Err(error) => {
                     // The sink is unreachable: keep this batch; the rest stays buffered.
                     tracing::warn!(error = %error, "sending events failed; keeping them buffered");
-                    kept.extend(entries.into_iter().map(Entry::resend));
+                    taken.keep_batch();
                     return Sent::Failed;
                 }
             };
             if let Some(first) = failed.first() {
                 tracing::warn!(failed = failed.len(), code = %first.code, "sink rejected some events; retrying");
             }
-            let rejected = rejected_indices(entries.len(), &failed);
-            let (mut again, mut again_records) = (Vec::new(), Vec::new());
+            let rejected = rejected_indices(taken.batch.len(), &failed);
+            let mut again_records = Vec::new();
+            let entries = std::mem::take(&mut taken.batch);
             for ((entry, record), rejected) in entries.into_iter().zip(records).zip(rejected) {
                 if rejected {
-                    again.push(entry);
+                    taken.batch.push(entry);
                     again_records.push(record);
                 } else {
                     *sent += 1;
@@ -117,14 +116,59 @@ impl EventPipeline {
                     self.counters.delivered.fetch_add(entry.events(), Relaxed);
                 }
             }
-            if again.is_empty() {
+            if taken.batch.is_empty() {
                 return Sent::Done { all_kept: false };
             }
-            (entries, records) = (again, again_records);
+            records = again_records;
         }
-        let all_kept = entries.len() == batch_len;
-        kept.extend(entries.into_iter().map(Entry::resend));
+        let all_kept = taken.batch.len() == batch_len;
+        taken.keep_batch();
         Sent::Done { all_kept }
+    }
+}
+
+/// What one flush has taken out of the buffer and not settled yet. A flush can be
+/// cancelled at any `.await` (the local server stops its flusher mid-flush at shutdown),
+/// so nothing taken may live only in the flush's locals: dropping this settles it.
+/// Entries waiting (kept, or a batch between retries) go back to the front of the
+/// buffer; a batch whose sink call was in flight counts as dropped and unconfirmed (the
+/// sink may or may not have stored it), as at a drain's deadline. Nothing vanishes.
+pub(super) struct Taken<'a> {
+    pipeline: &'a EventPipeline,
+    /// The batch being sent: its records are in a call, or waiting for a retry.
+    pub(super) batch: Vec<Entry>,
+    /// Whether a sink call carrying `batch` is in flight.
+    in_call: bool,
+    /// Entries this flush could not send, in order, for the front of the buffer.
+    pub(super) kept: Vec<Entry>,
+}
+
+impl<'a> Taken<'a> {
+    pub(super) fn new(pipeline: &'a EventPipeline) -> Self {
+        Taken { pipeline, batch: Vec::new(), in_call: false, kept: Vec::new() }
+    }
+
+    /// The call in flight was cut off: its batch counts as dropped, unconfirmed.
+    fn cut(&mut self) {
+        let events: u64 = self.batch.drain(..).map(|entry| entry.events()).sum();
+        self.in_call = false;
+        self.pipeline.counters.unconfirmed.fetch_add(events, Relaxed);
+        self.pipeline.count_drops(events);
+    }
+
+    /// The batch waits for the next flush, behind what was kept before it.
+    fn keep_batch(&mut self) {
+        self.kept.extend(self.batch.drain(..).map(Entry::resend));
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if self.in_call {
+            self.cut();
+        }
+        self.keep_batch();
+        self.pipeline.put_back(std::mem::take(&mut self.kept));
     }
 }
 

@@ -34,7 +34,7 @@ pub use connections::ServerLimits;
 /// How long shutdown may spend sending buffered events.
 const DRAIN_BUDGET: Duration = Duration::from_secs(5);
 
-/// Serves until `shutdown` resolves, then drains the event buffer.
+/// Serves until `shutdown` resolves, then drains the event buffer and logs its account.
 pub async fn serve(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
@@ -58,11 +58,12 @@ pub async fn serve_with(
     if let Some(task) = freshness {
         task.abort();
     }
+    // A flush the stop cuts short puts back what it had not sent (and counts a call it
+    // cut as dropped): the shutdown account below then covers every recorded event.
     flusher.stop().await;
-    let stats = app.events.drain(DRAIN_BUDGET).await;
-    if app.events.enabled() {
-        tracing::info!(sent = stats.sent, dropped = stats.dropped, left = stats.buffered, "events drained");
-    }
+    // The same last word as in Lambda: drain within the budget, count what is left as
+    // dropped, log `delivered + dropped == recorded`, then the final metrics line.
+    app.events.shutdown(DRAIN_BUDGET).await;
     app.emit_metrics(true);
     Ok(())
 }
@@ -91,8 +92,9 @@ impl Flusher {
         Ok(Flusher { stop, thread })
     }
 
-    /// Stops the loop (cancelling a flush under way at its next await, as aborting the
-    /// task did) and waits for the thread without blocking the runtime.
+    /// Stops the loop (cancelling a flush under way at its next await: the flush returns
+    /// what it held to the buffer, see `events::send::Taken`) and waits for the thread
+    /// without blocking the runtime.
     async fn stop(self) {
         let _ = self.stop.send(());
         let thread = self.thread;

@@ -27,6 +27,9 @@ pub(crate) struct FakeStore {
     pub(crate) gate: Option<Arc<Semaphore>>,
     /// When set, a failing read takes this long to fail (a hanging store's timeout).
     pub(crate) hang: Option<Duration>,
+    /// When set, about every other call fails, picked by a generator seeded with the
+    /// call's number (the same calls fail in every run): a store failing half its calls.
+    pub(crate) half_failing: AtomicBool,
 }
 
 impl FakeStore {
@@ -52,11 +55,16 @@ impl FakeStore {
         call: String,
         answer: impl FnOnce(&HashMap<String, Arc<CompiledFlag>>) -> T,
     ) -> Result<T, StoreError> {
-        lock(&self.calls).push(call);
+        let number = {
+            let mut calls = lock(&self.calls);
+            calls.push(call);
+            calls.len()
+        };
+        let half = self.half_failing.load(Ordering::SeqCst) && fastrand::Rng::with_seed(number as u64).bool();
         if let Some(gate) = &self.gate {
             let _permit = gate.acquire().await.map_err(|_| unavailable())?;
         }
-        if self.failing.load(Ordering::SeqCst) {
+        if half || self.failing.load(Ordering::SeqCst) {
             if let Some(hang) = self.hang {
                 tokio::time::sleep(hang).await;
             }

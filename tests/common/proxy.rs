@@ -64,6 +64,16 @@ struct Shared {
     fault: Arc<AtomicU8>,
     /// Requests seen per `X-Amz-Target`.
     counts: Mutex<HashMap<String, usize>>,
+    /// A partial outage, when set: see [`Proxy::fail_half`].
+    partial: Mutex<Option<Partial>>,
+}
+
+/// About half the calls of some targets fail, each call's fate picked once.
+struct Partial {
+    targets: Vec<String>,
+    /// Calls seen, by the SDK's `amz-sdk-invocation-id` (the same for every attempt of
+    /// one call), and whether each fails.
+    fates: HashMap<String, bool>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,6 +95,7 @@ impl Proxy {
             delay: Mutex::new(Duration::ZERO),
             fault: Arc::new(AtomicU8::new(Fault::None as u8)),
             counts: Mutex::new(HashMap::new()),
+            partial: Mutex::new(None),
         });
         let (shutdown, stopped) = tokio::sync::oneshot::channel();
         let state = shared.clone();
@@ -118,6 +129,21 @@ impl Proxy {
     /// Switches the fault mode.
     pub fn set_fault(&self, fault: Fault) {
         self.shared.fault.store(fault as u8, Ordering::SeqCst);
+    }
+
+    /// A partial outage: about half the calls to `targets` (e.g.
+    /// `DynamoDB_20120810.GetItem`) answer `500 InternalServerError` without being
+    /// forwarded. Each call's fate is picked when its first attempt arrives, by a
+    /// generator seeded with the call's number (the same calls fail in every run), and
+    /// holds for the SDK's retries of it: the caller sees half its *calls* fail.
+    pub fn fail_half(&self, targets: &[&str]) {
+        let targets = targets.iter().map(|t| t.to_string()).collect();
+        *lock(&self.shared.partial) = Some(Partial { targets, fates: HashMap::new() });
+    }
+
+    /// Ends the partial outage.
+    pub fn clear_partial(&self) {
+        *lock(&self.shared.partial) = None;
     }
 
     /// Requests seen so far with this `X-Amz-Target` (e.g. `Kinesis_20131202.PutRecords`).
@@ -172,7 +198,8 @@ async fn exchange(State(shared): State<Arc<Shared>>, request: Request) -> Respon
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if shared.fault.load(Ordering::SeqCst) == Fault::Http500 as u8 {
+    if shared.fault.load(Ordering::SeqCst) == Fault::Http500 as u8 || fails_in_partial(&shared, &target, &parts.headers)
+    {
         let body = br#"{"__type":"InternalServerError","message":"injected by the test proxy"}"#.to_vec();
         return respond(500, json_headers(&parts.headers), body);
     }
@@ -203,6 +230,15 @@ async fn exchange(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         Ok((status, headers, body)) => respond(status, headers, body),
         Err(err) => respond(500, HeaderMap::new(), format!("proxy hook failed: {err}").into_bytes()),
     }
+}
+
+/// Whether this request belongs to a call the partial outage fails.
+fn fails_in_partial(shared: &Shared, target: &str, headers: &HeaderMap) -> bool {
+    let mut partial = lock(&shared.partial);
+    let Some(partial) = partial.as_mut().filter(|p| p.targets.iter().any(|t| t == target)) else { return false };
+    let call = headers.get("amz-sdk-invocation-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let number = partial.fates.len() as u64;
+    *partial.fates.entry(call).or_insert_with(|| fastrand::Rng::with_seed(number).bool())
 }
 
 /// Headers that describe one hop, not the message, and the ones recomputed per hop.

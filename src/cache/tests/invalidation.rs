@@ -18,7 +18,7 @@ async fn invalidating_keys_rereads_exactly_those_keys_and_the_snapshot() {
     assert_eq!(cache.invalidate_keys(["a", "ghost", "never-cached"], t1), 2);
     let before = store.calls().len();
     assert_eq!(cache.get("a", t1).await.flag().map(|f| f.version()), Some(2));
-    assert_eq!(kind(&cache.get("ghost", t1).await), "fresh", "a forgotten not-found is read again");
+    assert_eq!(kind(&cache.get("ghost", t1).await), "fresh", "an invalidated not-found is read again");
     assert_eq!(kind(&cache.get("b", t1).await), "fresh");
     let snapshot = cache.all(t1).await.expect("snapshot");
     assert_eq!(store.calls()[before..], ["get:a", "get:ghost", "scan"], "b stays cached");

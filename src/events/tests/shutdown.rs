@@ -147,3 +147,40 @@ async fn a_call_in_flight_at_the_deadline_is_cut_and_counted_unconfirmed() {
     assert_eq!((stats.recorded, stats.delivered, stats.dropped, stats.unconfirmed), (7, 0, 7, 7));
     assert_eq!(stats.buffered, 0);
 }
+
+// ---- a flush cancelled mid-way (the local server's flusher at shutdown) -------------
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_cancelled_during_its_call_counts_that_batch_and_keeps_the_rest() {
+    // A sink that never answers in time: the flush is cancelled with its call in flight.
+    let inner = FakeSink::accepting().limits(5, 1 << 20, 1 << 20);
+    let sink = Arc::new(SlowSink { inner, delay: Duration::from_secs(3600) });
+    let rig = Rig::new(&[], Some(sink.clone()));
+    for user in users(0..12) {
+        ask(&rig, &user, &["on"]);
+    }
+    assert!(tokio::time::timeout(Duration::from_secs(1), rig.events.flush()).await.is_err(), "cancelled");
+    let stats = rig.events.stats();
+    // The call carried 5 events the sink may or may not have stored: dropped, unconfirmed.
+    // The 7 it had not taken yet are still buffered.
+    assert_eq!((stats.recorded, stats.dropped, stats.unconfirmed, stats.buffered), (12, 5, 5, 7));
+    let stats = rig.events.shutdown(Duration::from_millis(100)).await;
+    assert_eq!((stats.delivered, stats.dropped, stats.buffered), (0, 12, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_cancelled_between_retries_puts_its_batch_back() {
+    let rejecting = FakeSink::new(|_, records| Answer::Reject((0..records.len()).collect()));
+    let sink = Arc::new(rejecting.limits(5, 1 << 20, 1 << 20));
+    let rig = rig(&[], &sink);
+    for user in users(0..12) {
+        ask(&rig, &user, &["on"]);
+    }
+    // The first call is answered at once (rejected); the flush then sleeps before its
+    // retry, and is cancelled there (or, should every jittered sleep be shorter than
+    // this, ends by itself keeping the batch: the same account either way).
+    let _ = tokio::time::timeout(Duration::from_micros(1), rig.events.flush()).await;
+    let stats = rig.events.stats();
+    assert_eq!((stats.recorded, stats.dropped, stats.buffered), (12, 0, 12), "nothing lost");
+    assert!(!sink.calls().is_empty());
+}
