@@ -12,13 +12,19 @@ Model (one line per component; docs/cost.md explains each):
   per-environment terms below).
 - Lambda: one request per `evaluations_per_request` evaluations; Duration billed per
   started millisecond of the median (it includes the after-response flush).
-- Kinesis on-demand (the template's mode): each record billed in whole KiB; summary mode
-  sends one record per hot flag per flush per environment; the stream hour is a fixed
-  cost, shared by whatever flows through it.
+- Kinesis on-demand (the template's mode): each record billed in whole KiB; with KPL
+  aggregation (the template's default) a record holds as many events as one flush has,
+  up to the measured `kpl_events_per_record`; summary mode sends one record per hot flag
+  per flush per environment; the stream hour is a fixed cost, shared by whatever flows
+  through it.
+- Kinesis provisioned (the alternative for steady high traffic): shard hours for the
+  shards the ingest needs (1 MiB/s and 1,000 records/s each, at least one) and PUT
+  payload units of 25 KB (an aggregated record is at most one).
 - DynamoDB: one eventually consistent read per hot flag per TTL per environment, and at
   most one manifest read per 5 s per environment (the change manifest).
 - CloudWatch Logs: one EMF emit per environment per METRICS_INTERVAL_MS, plus Lambda's
-  own per-invocation platform lines (an estimate).
+  own per-invocation platform lines (an estimate), which the template's default
+  PlatformLogLevel (WARN) does not write.
 """
 
 import json
@@ -51,21 +57,35 @@ def components(i: dict, rate: float, memory_gb: float) -> dict:
     summary_records = envs * flushes_per_s * seconds * min(i["hot_flags"], events_per_flush)
     unit = i["kinesis_on_demand_billing_unit_bytes"]
     kib = lambda size: math.ceil(size / unit) * unit  # noqa: E731 - billed size of one record
+    # Full events: one per record, or packed — as many per record as a flush holds.
+    per_record = 1
+    record_bytes = i["kinesis_record_bytes_full"]
+    if i["events_kpl_aggregation"]:
+        per_record = max(1, min(math.floor(events_per_flush), i["kpl_events_per_record"]))
+        record_bytes = per_record * i["kpl_record_bytes"] / i["kpl_events_per_record"]
+    full_records = MILLION / per_record
+    ingest = full_records * record_bytes / seconds  # bytes/s while a million evaluations flow
+    shards = max(1, math.ceil(ingest / i["kinesis_shard_ingest_bytes_per_s"]),
+                 math.ceil(full_records / seconds / i["kinesis_shard_records_per_s"]))
+    put_units = full_records * math.ceil(record_bytes / i["kinesis_put_payload_unit_bytes"])
+    platform = i["platform_log_bytes_per_invocation"] if i["platform_log_level"] in ("DEBUG", "INFO") else 0
     reads = envs * seconds * (i["hot_flags"] / i["cache_ttl_s"] + 1 / i["manifest_check_interval_s"])
     emf_bytes = envs * seconds / i["metrics_interval_s"] * i["emf_bytes_per_emit"]
     return {
         "envs": envs,
         "Lambda requests": requests / MILLION * i["lambda_price_per_million_requests"],
         "Lambda duration": requests * billed_ms / 1000 * memory_gb * i["lambda_price_per_gb_second_arm64"],
-        "Kinesis, full events": MILLION * kib(i["kinesis_record_bytes_full"]) / GIB
+        "Kinesis, full events": full_records * kib(record_bytes) / GIB
         * i["kinesis_on_demand_price_per_gb_ingested"],
         "Kinesis, summary events": summary_records * kib(i["kinesis_record_bytes_summary"]) / GIB
         * i["kinesis_on_demand_price_per_gb_ingested"],
         "Kinesis stream hours": seconds / 3600 * i["kinesis_on_demand_price_per_stream_hour"],
+        "provisioned: shard hours": seconds / 3600 * shards * i["kinesis_provisioned_price_per_shard_hour"],
+        "provisioned: PUT units": put_units / MILLION * i["kinesis_provisioned_price_per_million_put_units"],
         "DynamoDB reads": reads * i["dynamodb_read_request_units_per_read"] / MILLION
         * i["dynamodb_price_per_million_read_request_units"],
         "CloudWatch Logs, EMF": emf_bytes / GIB * i["cloudwatch_logs_price_per_gb_ingested"],
-        "CloudWatch Logs, platform lines*": requests * i["platform_log_bytes_per_invocation"] / GIB
+        "CloudWatch Logs, platform lines*": requests * platform / GIB
         * i["cloudwatch_logs_price_per_gb_ingested"],
     }
 
@@ -85,17 +105,24 @@ def table(i: dict, memory: int) -> str:
     ]
     for row in rows:
         lines.append(row.ljust(width) + "".join(f"{c[row]:>14.4f}" for c in columns))
-    full = [sum(v for k, v in c.items() if k not in ("envs", "Kinesis, summary events")) for c in columns]
-    summary = [sum(v for k, v in c.items() if k not in ("envs", "Kinesis, full events")) for c in columns]
+    provisioned = ("provisioned: shard hours", "provisioned: PUT units")
+    on_demand = ("Kinesis, full events", "Kinesis, summary events", "Kinesis stream hours")
+    common = [sum(v for k, v in c.items() if k != "envs" and k not in provisioned + on_demand) for c in columns]
+    full = [x + c["Kinesis, full events"] + c["Kinesis stream hours"] for x, c in zip(common, columns)]
+    summary = [x + c["Kinesis, summary events"] + c["Kinesis stream hours"] for x, c in zip(common, columns)]
+    prov = [x + c[provisioned[0]] + c[provisioned[1]] for x, c in zip(common, columns)]
     lines.append("Total, full events".ljust(width) + "".join(f"{v:>14.4f}" for v in full))
     lines.append("Total, summary events".ljust(width) + "".join(f"{v:>14.4f}" for v in summary))
-    units = math.ceil(i["kinesis_record_bytes_full"] / i["kinesis_put_payload_unit_bytes"])
+    lines.append("Total, full, provisioned".ljust(width) + "".join(f"{v:>14.4f}" for v in prov))
+    packing = (f"KPL aggregation on: up to {i['kpl_events_per_record']} full events "
+               f"({i['kinesis_record_bytes_full']} B each) per record"
+               if i["events_kpl_aggregation"] else "one full event per record")
     lines += [
         "",
-        f"Kinesis PUT payload units (provisioned mode): {units} per full event "
-        f"({i['kinesis_record_bytes_full']} B); a summary record ({i['kinesis_record_bytes_summary']} B) "
-        "is 1 unit per hot flag per flush.",
-        "* estimate, not measured: Lambda's own START/REPORT lines.",
+        f"{packing}. Totals count the on-demand stream (the template's mode) or, last line,",
+        "a provisioned stream instead (its shard hours and PUT units, not the on-demand rows).",
+        f"* estimate, not measured: Lambda's own START/REPORT lines; not written at the "
+        f"template's PlatformLogLevel ({i['platform_log_level']}).",
     ]
     return "\n".join(lines)
 

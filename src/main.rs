@@ -131,8 +131,9 @@ async fn sink(config: &Config) -> Result<Option<Arc<dyn EventSink>>, Error> {
     let events = &config.events;
     match (&events.stream, &events.file, config.lambda_runtime_api.is_some()) {
         (Some(stream), _, _) => {
-            tracing::info!(stream, "evaluation events to Kinesis");
-            Ok(Some(Arc::new(KinesisSink::new(aws_sdk_kinesis::Client::new(&aws().await), stream))))
+            tracing::info!(stream, kpl_aggregation = events.kpl_aggregation, "evaluation events to Kinesis");
+            let client = aws_sdk_kinesis::Client::new(&aws().await);
+            Ok(Some(Arc::new(KinesisSink::new(client, stream).aggregated(events.kpl_aggregation))))
         }
         (None, Some(file), false) => {
             tracing::info!(file = %file.display(), "evaluation events to a local file");

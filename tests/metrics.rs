@@ -18,6 +18,7 @@ use flagfn::clock::Clock;
 use flagfn::config::{MetricsConfig, MetricsOutput};
 use flagfn::metrics::spec::validate;
 use flagfn::metrics::Metrics;
+use flagfn::sink::EventRecord;
 use flagfn::store::FileStore;
 use serde_json::{json, Value};
 
@@ -47,7 +48,11 @@ fn parse(text: &str) -> Vec<Value> {
     text.lines()
         .map(|line| {
             validate(line).unwrap_or_else(|why| panic!("invalid EMF ({why}): {line}"));
-            serde_json::from_str(line).expect("JSON")
+            let line: Value = serde_json::from_str(line).expect("JSON");
+            // Lambda's JSON log format filters by `level`; the template's
+            // ApplicationLogLevel is INFO, so every metric line is delivered.
+            assert_eq!(line["level"], "INFO", "{line}");
+            line
         })
         .collect()
 }
@@ -337,6 +342,17 @@ async fn the_cost_model_uses_the_measured_record_and_emf_sizes() {
     }
     assert_near(sizes[0], &inputs["kinesis_record_bytes_full"], "a full event record");
     assert_near(sizes[1], &inputs["kinesis_record_bytes_summary"], "a summary record");
+
+    // Packed: full events of that size, from distinct users (each key in the record's
+    // table), into one aggregated record of at most the sink's target size.
+    let full = "x".repeat(sizes[0] - "user-10000".len());
+    let events: Vec<EventRecord> = (0..200)
+        .map(|i| EventRecord { partition_key: format!("user-{}", 10_000 + i), data: full.clone().into_bytes() })
+        .collect();
+    let first = &flagfn::sink::kpl::pack(&events, flagfn::sink::AGGREGATE_BYTES)[0];
+    assert_eq!(inputs["kinesis_aggregate_bytes"].as_u64(), Some(flagfn::sink::AGGREGATE_BYTES as u64));
+    assert_near(first.members.len(), &inputs["kpl_events_per_record"], "full events per aggregated record");
+    assert_near(first.data.len() + first.partition_key.len(), &inputs["kpl_record_bytes"], "an aggregated record");
 
     let flags: Vec<Value> =
         (0..10).map(|i| json!({"key": format!("hot-flag-{i}"), "enabled": true, "rollout_percentage": 100})).collect();

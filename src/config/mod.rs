@@ -106,6 +106,10 @@ pub struct EventsConfig {
     pub include_context: bool,
     /// Full records, summaries, or both.
     pub mode: EventsMode,
+    /// Pack events into KPL aggregated Kinesis records (`EVENTS_KPL_AGGREGATION`): one
+    /// record and PUT unit for many events; consumers de-aggregate (KCL, Firehose, AWS's
+    /// de-aggregation modules). Off: one JSON event per record, as before.
+    pub kpl_aggregation: bool,
     /// Most events held while the sink is slow or down; older ones are dropped beyond it.
     pub buffer_max: usize,
     /// Most bytes (estimated) the buffer holds; the oldest events are dropped beyond it.
@@ -126,6 +130,7 @@ impl Default for EventsConfig {
             sample_rate: 1.0,
             include_context: true,
             mode: EventsMode::Full,
+            kpl_aggregation: false,
             buffer_max: 100_000,
             buffer_max_bytes: 32 << 20,
             flush_min: 500,
@@ -249,6 +254,7 @@ impl Config {
             sample_rate,
             include_context: boolean(&get, "EVENTS_INCLUDE_CONTEXT", true)?,
             mode: events_mode(&get)?,
+            kpl_aggregation: boolean(&get, "EVENTS_KPL_AGGREGATION", false)?,
             buffer_max: number(&get, "EVENTS_BUFFER_MAX", event_defaults.buffer_max, 1..=10_000_000)?,
             buffer_max_bytes: number(&get, "EVENTS_BUFFER_MAX_BYTES", 32 << 20, (1 << 20)..=(1 << 30))?,
             flush_min: number(&get, "EVENTS_FLUSH_MIN", 500, 1..=1_000_000)?,
@@ -352,6 +358,7 @@ mod tests {
             ("EVENTS_SAMPLE_RATE", "0.25"),
             ("EVENTS_INCLUDE_CONTEXT", "false"),
             ("EVENTS_MODE", "both"),
+            ("EVENTS_KPL_AGGREGATION", "on"),
             ("EVENTS_BUFFER_MAX", "7"),
             ("EVENTS_BUFFER_MAX_BYTES", "2097152"),
             ("EVENTS_FLUSH_MIN", "50"),
@@ -374,6 +381,7 @@ mod tests {
         assert_eq!(c.events.sample_rate, 0.25);
         assert!(!c.events.include_context);
         assert_eq!(c.events.mode, EventsMode::Both);
+        assert!(c.events.kpl_aggregation);
         assert_eq!(c.events.buffer_max, 7);
         assert_eq!((c.events.buffer_max_bytes, c.events.flush_min), (2 << 20, 50));
         assert_eq!(c.events.flush_max_age, Duration::ZERO);
@@ -398,6 +406,7 @@ mod tests {
             ("EVENTS_SAMPLE_RATE", "half"),
             ("EVENTS_INCLUDE_CONTEXT", "maybe"),
             ("EVENTS_MODE", "verbose"),
+            ("EVENTS_KPL_AGGREGATION", "kpl"),
             ("EVENTS_BUFFER_MAX", "0"),
             ("EVENTS_BUFFER_MAX_BYTES", "1000"),
             ("EVENTS_BUFFER_MAX_BYTES", "2000000000"),

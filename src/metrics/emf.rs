@@ -4,6 +4,10 @@
 //! the `Dimensions` (sets of dimension keys) and the `Metrics` (name and unit); the
 //! dimension values and metric values are members of the line itself.
 //!
+//! Every line says `"level": "INFO"`: Lambda's JSON log format filters application lines
+//! by that key, and the template sets `ApplicationLogLevel: INFO`, so metric lines are
+//! always delivered (docs/operations.md, "Metrics").
+//!
 //! A dimension value is one string per line, so counts that differ by dimension value
 //! (per flag, per outcome) need a line each: one totals line, one line per (flag,
 //! outcome) for the flags given a `Flag` dimension, one per outcome for the rest.
@@ -46,6 +50,10 @@ fn line(
     let definitions: Vec<Value> = metrics.iter().map(|(name, unit, _)| json!({ "Name": name, "Unit": unit })).collect();
     let directive = json!({ "Namespace": frame.namespace, "Dimensions": dimensions, "Metrics": definitions });
     members.insert("Service".into(), frame.service.into());
+    // Lambda's JSON log format filters application lines by `level` (a line without
+    // one counts as INFO); saying INFO outright, with the template's ApplicationLogLevel
+    // fixed at INFO, keeps every metric line delivered whatever the platform log level.
+    members.insert("level".into(), "INFO".into());
     for (name, _, value) in metrics {
         members.insert((*name).into(), (*value).into());
     }

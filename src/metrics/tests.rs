@@ -28,7 +28,11 @@ impl Shared {
         text.lines()
             .map(|line| {
                 validate(line).unwrap_or_else(|why| panic!("{why}: {line}"));
-                serde_json::from_str(line).expect("json")
+                let line: Value = serde_json::from_str(line).expect("json");
+                // Delivered under the template's ApplicationLogLevel (INFO), whatever the
+                // platform's log level.
+                assert_eq!(line["level"], "INFO", "{line}");
+                line
             })
             .collect()
     }

@@ -6,9 +6,10 @@
 
 mod file;
 mod kinesis;
+pub mod kpl;
 
 pub use file::FileSink;
-pub use kinesis::KinesisSink;
+pub use kinesis::{KinesisSink, AGGREGATE_BYTES};
 
 pub use crate::store::BoxFuture;
 
