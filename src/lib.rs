@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! leaves        bucket   backoff   clock   config
-//! pure core     flag ──► eval ──► outcome            (flag, eval: no tokio, no AWS, no I/O)
+//! pure core     flag ──► eval ──► outcome   flagd     (flag, flagd, eval: no tokio, no AWS, no I/O)
 //! ports         store (FlagStore)      sink (EventSink)
 //! above ports   cache ──► store        resolve ──► cache     events ──► sink, outcome
 //!               freshness ──► cache, store      metrics ──► events
@@ -22,6 +22,9 @@
 //!   every value range-checked. A leaf.
 //! - [`flag`] — the flag document of SPEC §1, validated and compiled once when loaded;
 //!   one file per operator family (`flag/operator/`). Imports `bucket`.
+//! - [`flagd`] — OpenFeature flag definitions in flagd's format: the document, a
+//!   compiled JSON Logic interpreter with flagd's operators, and flagd's answer rules.
+//!   Pure like `flag`; imports nothing.
 //! - [`eval`] — the pure evaluator (SPEC §2): clauses, targets, rules, rollouts,
 //!   prerequisites. Imports `flag`, `bucket`.
 //! - [`outcome`] — [`outcome::Outcome`], one evaluation's result, owned, and
@@ -71,6 +74,7 @@ pub mod ctl;
 pub mod eval;
 pub mod events;
 pub mod flag;
+pub mod flagd;
 pub mod freshness;
 pub mod lambda;
 pub mod metrics;

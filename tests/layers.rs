@@ -11,6 +11,7 @@ const ORDER: &[&str] = &[
     "clock",
     "config",
     "flag",
+    "flagd",
     "eval",
     "outcome",
     "store",
