@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::eval::{ErrorCode, EvalInput, Evaluation, Evaluator, FlagSource, NoFlags};
 use crate::events::EventPipeline;
+use crate::flagd::{self, Bucketing, FlagdInput};
 use crate::freshness::{Freshness, ManifestStore};
 use crate::metrics::{Metrics, Reading};
 use crate::outcome::{Outcome, Subject};
@@ -34,6 +35,8 @@ pub struct App {
     pub freshness: Freshness,
     /// EMF metrics, written after responses (`None`: off). Set by [`App::with_metrics`].
     pub metrics: Option<Metrics>,
+    /// The bucketing flagd flags' `fractional` uses (`FLAGD_FRACTIONAL`).
+    pub flagd_fractional: Bucketing,
 }
 
 impl App {
@@ -47,6 +50,7 @@ impl App {
             clock,
             max_batch_flags: config.max_batch_flags,
             metrics: None,
+            flagd_fractional: config.flagd_fractional,
         }
     }
 
@@ -132,7 +136,8 @@ impl App {
     pub async fn evaluate_one(&self, subject: &Subject, key: &str) -> Outcome {
         // One clock reading per request: evaluation, cache TTLs and events share it.
         let wall = self.clock.wall();
-        let outcome = self.outcome_of(&input(subject, wall), key, wall).await;
+        let inputs = Inputs::new(subject, wall, self.flagd_fractional);
+        let outcome = self.outcome_of(&inputs, key, wall).await;
         self.events.record(subject, wall, std::slice::from_ref(&outcome));
         outcome
     }
@@ -140,19 +145,19 @@ impl App {
     /// Evaluates `keys` (in order, duplicates kept) for `subject` and records the events.
     pub async fn evaluate_keys(&self, subject: &Subject, keys: &[&str]) -> Vec<Outcome> {
         let wall = self.clock.wall();
-        let input = input(subject, wall);
+        let inputs = Inputs::new(subject, wall, self.flagd_fractional);
         let outcomes = match keys {
-            [key] => vec![self.outcome_of(&input, key, wall).await],
+            [key] => vec![self.outcome_of(&inputs, key, wall).await],
             _ => {
                 let resolved = Resolved::load(&self.cache, keys, wall).await;
-                let mut evaluator = Evaluator::new(input, resolved.source());
+                let mut evaluator = Evaluator::new(inputs.native, resolved.source());
                 resolved
                     .requested
                     .iter()
                     .map(|(key, cached)| {
                         let (unavailable, prerequisite_stale) =
                             cached.flag().map_or((None, false), |f| resolved.prerequisite_health(f));
-                        outcome(&mut evaluator, key, cached, unavailable, prerequisite_stale)
+                        outcome(&mut evaluator, &inputs.flagd, key, cached, unavailable, prerequisite_stale)
                     })
                     .collect()
             }
@@ -163,16 +168,16 @@ impl App {
 
     /// The common case on its own path: one key, usually a cache hit without
     /// prerequisites, so nothing is allocated for lookups.
-    async fn outcome_of(&self, input: &EvalInput<'_>, key: &str, now: SystemTime) -> Outcome {
+    async fn outcome_of(&self, inputs: &Inputs<'_>, key: &str, now: SystemTime) -> Outcome {
         let cached = self.cache.get(key, now).await;
         match cached.flag() {
             Some(flag) if flag.has_prerequisites() => {
                 let resolved = Resolved::load(&self.cache, &[key], now).await;
                 let (unavailable, stale) = resolved.prerequisite_health(flag);
-                let mut evaluator = Evaluator::new(*input, resolved.source());
-                outcome(&mut evaluator, key, &cached, unavailable, stale)
+                let mut evaluator = Evaluator::new(inputs.native, resolved.source());
+                outcome(&mut evaluator, &inputs.flagd, key, &cached, unavailable, stale)
             }
-            _ => outcome(&mut Evaluator::new(*input, &NoFlags), key, &cached, None, false),
+            _ => outcome(&mut Evaluator::new(inputs.native, &NoFlags), &inputs.flagd, key, &cached, None, false),
         }
     }
 
@@ -181,13 +186,17 @@ impl App {
     pub async fn evaluate_all(&self, subject: &Subject) -> Result<Vec<Outcome>, Arc<StoreError>> {
         let wall = self.clock.wall();
         let snapshot = self.cache.all(wall).await?;
-        let mut evaluator = Evaluator::new(input(subject, wall), &*snapshot.flags);
+        let inputs = Inputs::new(subject, wall, self.flagd_fractional);
+        let mut evaluator = Evaluator::new(inputs.native, &*snapshot.flags);
         let outcomes: Vec<Outcome> = snapshot
             .flags
             .iter()
-            .map(|flag| {
-                let e = evaluator.evaluate(flag);
-                Outcome::from_evaluation(Some(flag), flag.key(), &e, snapshot.stale)
+            .map(|flag| match flag.flagd() {
+                Some(f) => Outcome::from_flagd(flag, &flagd::evaluate(f, &inputs.flagd), snapshot.stale),
+                None => {
+                    let e = evaluator.evaluate(flag);
+                    Outcome::from_evaluation(Some(flag), flag.key(), &e, snapshot.stale)
+                }
             })
             .collect();
         self.events.record(subject, wall, &outcomes);
@@ -195,14 +204,32 @@ impl App {
     }
 }
 
-fn input(subject: &Subject, wall: SystemTime) -> EvalInput<'_> {
-    let now = wall.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    EvalInput { user_id: subject.user_id.as_deref(), context: &subject.context, now }
+/// One request's evaluation inputs, for each of the two flag formats.
+struct Inputs<'s> {
+    native: EvalInput<'s>,
+    flagd: FlagdInput<'s>,
+}
+
+impl<'s> Inputs<'s> {
+    fn new(subject: &'s Subject, wall: SystemTime, bucketing: Bucketing) -> Self {
+        let since_epoch = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let user_id = subject.user_id.as_deref();
+        Inputs {
+            native: EvalInput { user_id, context: &subject.context, now: since_epoch.as_secs_f64() },
+            flagd: FlagdInput {
+                context: &subject.context,
+                targeting_key: user_id,
+                timestamp: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
+                bucketing,
+            },
+        }
+    }
 }
 
 /// One key's outcome from what the cache said about it.
 fn outcome<'a, S: FlagSource + ?Sized>(
     evaluator: &mut Evaluator<'a, '_, S>,
+    flagd_input: &FlagdInput<'_>,
     key: &str,
     cached: &'a Cached,
     unavailable_prerequisite: Option<&str>,
@@ -213,6 +240,9 @@ fn outcome<'a, S: FlagSource + ?Sized>(
             if let Some(missing) = unavailable_prerequisite {
                 let message = format!("prerequisite flag `{missing}` could not be read from the flag store");
                 return Outcome::failed(Some(flag.clone()), key, ErrorCode::General, message);
+            }
+            if let Some(f) = flag.flagd() {
+                return Outcome::from_flagd(flag, &flagd::evaluate(f, flagd_input), cached.is_stale());
             }
             // The evaluator borrows from the flag; the outcome keeps its own `Arc`.
             let e = evaluator.evaluate(flag);

@@ -6,8 +6,8 @@
 //! on an import that points outwards).
 //!
 //! ```text
-//! leaves        bucket   backoff   clock   config
-//! pure core     flag ──► eval ──► outcome   flagd     (flag, flagd, eval: no tokio, no AWS, no I/O)
+//! leaves        bucket   backoff   clock   flagd   config ──► flagd
+//! pure core     flag ──► eval ──► outcome            (flag, flagd, eval: no tokio, no AWS, no I/O)
 //! ports         store (FlagStore)      sink (EventSink)
 //! above ports   cache ──► store        resolve ──► cache     events ──► sink, outcome
 //!               freshness ──► cache, store      metrics ──► events
@@ -24,7 +24,8 @@
 //!   one file per operator family (`flag/operator/`). Imports `bucket`.
 //! - [`flagd`] — OpenFeature flag definitions in flagd's format: the document, a
 //!   compiled JSON Logic interpreter with flagd's operators, and flagd's answer rules.
-//!   Pure like `flag`; imports nothing.
+//!   Pure like `flag`; a leaf: imports nothing. `config` names its bucketing, `flag`
+//!   wraps its flags so both formats travel the same store → cache → app path.
 //! - [`eval`] — the pure evaluator (SPEC §2): clauses, targets, rules, rollouts,
 //!   prerequisites. Imports `flag`, `bucket`.
 //! - [`outcome`] — [`outcome::Outcome`], one evaluation's result, owned, and

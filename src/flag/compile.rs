@@ -6,6 +6,7 @@ use super::clause::Clause;
 use super::variant::{compile_variants, Variant};
 use super::{ClauseDoc, FlagDoc, KeyProblem, ServeDoc, MAX_KEY_BYTES};
 use crate::bucket;
+use crate::flagd::FlagdFlag;
 
 /// A flag ready to evaluate: identity plus either a compiled body or the reason the
 /// document is malformed.
@@ -21,6 +22,9 @@ pub struct CompiledFlag {
     /// What was read leniently, as the Python service read it (SPEC §1.1): reported once
     /// per flag version by whoever loads it, and refused by `flagctl validate`.
     oddities: Box<[Box<str>]>,
+    /// A flag in flagd's format instead: the one seam between the two formats, so both
+    /// travel the same store → cache → app path and the app picks the evaluator.
+    flagd: Option<Box<FlagdFlag>>,
 }
 
 /// The evaluable part of a well-formed flag. Every string the evaluator hashes or
@@ -143,7 +147,27 @@ impl CompiledFlag {
             version: version.unwrap_or_default(),
             body: body.map_err(Into::into),
             oddities: oddities.into_iter().map(Into::into).collect(),
+            flagd: None,
         }
+    }
+
+    /// Wraps a flagd flag. Its Python body is an error, so anything that would evaluate
+    /// it as a Python-schema flag (a Python flag naming it as a prerequisite) answers
+    /// `PARSE_ERROR` instead of guessing.
+    pub fn from_flagd(flag: FlagdFlag) -> Self {
+        CompiledFlag {
+            key: flag.key().into(),
+            flag_id: flag.key().into(),
+            version: 0,
+            body: Err("a flagd flag cannot be evaluated as a Python-schema flag".into()),
+            oddities: Box::default(),
+            flagd: Some(Box::new(flag)),
+        }
+    }
+
+    /// The flagd flag this is, if it is one.
+    pub fn flagd(&self) -> Option<&FlagdFlag> {
+        self.flagd.as_deref()
     }
 
     /// A flag that evaluates to `PARSE_ERROR` with `message`.
@@ -154,6 +178,7 @@ impl CompiledFlag {
             version,
             body: Err(message.into()),
             oddities: Box::default(),
+            flagd: None,
         }
     }
 

@@ -19,7 +19,7 @@ pub mod logic;
 mod resolve;
 mod semver;
 
-pub use document::{parse_document, parse_flag, DocumentError, FlagdSet};
+pub use document::{is_flagd_document, parse_document, parse_flag, DocumentError, FlagdSet};
 pub use fractional::Bucketing;
 pub use resolve::{evaluate, ErrorCode, FlagdEvaluation, FlagdInput, Reason, ValueKind};
 
@@ -57,6 +57,12 @@ impl FlagdFlag {
     /// The merged metadata reported with every evaluation.
     pub fn metadata(&self) -> &Map<String, Value> {
         &self.metadata
+    }
+
+    /// The variant `name` and its value, when the flag has it.
+    pub fn variant(&self, name: &str) -> Option<(&str, &Value)> {
+        let body = self.body.as_ref().ok()?;
+        body.variants.get_key_value(name).map(|(k, v)| (k.as_str(), v))
     }
 
     /// Why the definition is malformed, if it is.
