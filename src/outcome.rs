@@ -117,7 +117,10 @@ impl Outcome {
                 flagd::Reason::Disabled => Reason::FlagDisabled,
                 flagd::Reason::TargetingMatch => Reason::RuleMatch,
                 flagd::Reason::Error => Reason::Error,
-                flagd::Reason::Static | flagd::Reason::Default => Reason::Enabled,
+                flagd::Reason::Static => Reason::Enabled,
+                // Targeting (or a flag without `defaultVariant`) left the default in place.
+                flagd::Reason::Default if e.value.is_some() => Reason::Enabled,
+                flagd::Reason::Default => Reason::TargetingRulesNotMet,
             }),
         };
         Outcome {

@@ -139,3 +139,55 @@ fn bulk_ofrep_answers_every_flagd_flag_as_the_single_route_does() {
     drop(server);
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn the_flagd_example_answers_the_readme_requests() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flagd.json");
+    let server = Server::start(&path, "v2");
+    let ask = |key: &str, context: Value| {
+        server.post(&format!("/ofrep/v1/evaluate/flags/{key}"), &json!({"context": context}))
+    };
+    let (status, staff) = ask("new-checkout", json!({"targetingKey": "user-7", "email": "ana@example.com"}));
+    assert_eq!(status, 200);
+    assert_eq!(
+        staff,
+        json!({"key": "new-checkout", "value": true, "reason": "TARGETING_MATCH", "variant": "on",
+               "metadata": {"flagSetId": "shop-web", "team": "checkout", "owner": "payments"}})
+    );
+    let (_, customer) = ask("new-checkout", json!({"targetingKey": "user-7", "email": "bo@mail.test"}));
+    assert_eq!((&customer["value"], &customer["reason"]), (&json!(false), &json!("DEFAULT")));
+    let (_, banner) = ask("banner-color", json!({"targetingKey": "user-7"}));
+    assert_eq!(banner["reason"], "TARGETING_MATCH");
+    assert!(["#d33", "#3a3", "#36c"].contains(&banner["value"].as_str().unwrap_or("")), "{banner}");
+    let (_, size) = ask("search-page-size", json!({"targetingKey": "user-7", "appVersion": "v2.5.1"}));
+    assert_eq!((&size["value"], &size["variant"]), (&json!(50), &json!("large")));
+    let (_, holiday) = ask("holiday-theme", json!({}));
+    assert_eq!((holiday.get("value"), &holiday["reason"]), (None, &json!("DISABLED")));
+    let (status, missing) = ask("no-such-flag", json!({}));
+    assert_eq!((status, &missing["errorCode"]), (404, &json!("FLAG_NOT_FOUND")));
+}
+
+#[test]
+fn native_routes_serve_flagd_flags_with_their_values() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flagd.json");
+    let server = Server::start(&path, "v2");
+    let body = json!({"user_id": "user-7", "flag_key": "search-page-size", "context": {"appVersion": "2.4.0"}});
+    let (status, one) = server.post("/evaluate", &body);
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&one["value"], &one["variant"], &one["reason"], &one["enabled"]),
+        (&json!(50), &json!("large"), &json!("rule_match"), &json!(true))
+    );
+    let body = json!({"user_id": "user-7", "flag_keys": ["holiday-theme", "new-checkout"], "context": {"email": "x@mail.test"}});
+    let (status, batch) = server.post("/batch_evaluate", &body);
+    assert_eq!(status, 200);
+    let results = &batch["results"];
+    assert_eq!(
+        (&results["holiday-theme"]["reason"], &results["holiday-theme"]["value"]),
+        (&json!("flag_disabled"), &Value::Null)
+    );
+    assert_eq!(
+        (&results["new-checkout"]["value"], &results["new-checkout"]["variant"]),
+        (&json!(false), &json!("off"))
+    );
+}
