@@ -117,6 +117,13 @@ impl CompiledFlag {
             Some(_) => return Err("`key` is not a string".into()),
             None => return Err("missing `key`".into()),
         };
+        // `format: "flagd"` marks a stored flagd flag; any other `format` is an unknown
+        // field of a Python-schema item, ignored as the Python service ignored it.
+        if value.get("format").and_then(Value::as_str) == Some(crate::flagd::stored::FORMAT) {
+            let version = value.get("version").and_then(Value::as_f64).and_then(|v| whole_number(v).ok());
+            let flag = Self::from_flagd(crate::flagd::stored::from_item(&key, &value));
+            return Ok(CompiledFlag { version: version.unwrap_or(0), ..flag });
+        }
         match serde_path_to_error::deserialize::<_, FlagDoc>(&value) {
             Ok(doc) => Ok(Self::from_doc(doc)),
             Err(err) => {

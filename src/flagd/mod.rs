@@ -18,6 +18,7 @@ pub mod fractional;
 pub mod logic;
 mod resolve;
 mod semver;
+pub mod stored;
 
 pub use document::{is_flagd_document, parse_document, parse_flag, DocumentError, FlagdSet};
 pub use fractional::Bucketing;
