@@ -195,3 +195,20 @@ fn bucket_by_serve_rollouts_and_short_circuits_are_shown_as_the_evaluator_ran_th
     assert!(out.contains("8. variant: no point was computed (see the result)\n"), "{out}");
     assert!(out.ends_with("result: enabled=false, reason=error, variant=none, error TARGETING_KEY_MISSING: this flag needs a user id (targetingKey) and none was given\n"), "{out}");
 }
+
+#[test]
+fn a_flagd_flag_is_explained_with_its_bucket_under_either_bucketing() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flagd.json");
+    for (fractional, heading) in [("v2", "bucketing v2"), ("v3", "bucketing v3")] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_flagctl"))
+            .args(["explain", "banner-color", "--user", "user-7", "--file", example, "--fractional", fractional])
+            .env_remove("FLAGS_TABLE")
+            .env_remove("FLAGD_FRACTIONAL")
+            .output()
+            .expect("run flagctl");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{text}");
+        assert!(text.contains(heading) && text.contains("of 100") && text.contains("<- chosen"), "{text}");
+        assert!(text.contains("result: reason=TARGETING_MATCH"), "{text}");
+    }
+}

@@ -82,6 +82,38 @@ fn default_bytes(env: &Env<'_>) -> Option<Vec<u8>> {
     })
 }
 
+/// Narrates a `fractional` over its evaluated arguments: the bytes hashed, the hash,
+/// the bucket and every entry's range, marking the chosen one (`flagctl explain`).
+pub fn describe(args: &[Cow<'_, Value>], env: &Env<'_>, pad: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    let Some((bytes, entries)) = bucketing_bytes(args, env) else {
+        let _ = writeln!(out, "{pad}fractional: no bucketing value (no targetingKey, or one of another type): null");
+        return;
+    };
+    let parts: Option<Vec<(&Value, u64)>> = entries.iter().map(|e| entry_parts(e)).collect();
+    let (Some(parts), Some(h)) = (parts, hash(&bytes)) else {
+        let _ = writeln!(out, "{pad}fractional: an entry is not [name, weight]: null");
+        return;
+    };
+    let total: u64 = parts.iter().map(|(_, w)| w).sum();
+    let shown = match std::str::from_utf8(&bytes) {
+        Ok(text) if env.bucketing == Bucketing::V2 => format!("{text:?}"),
+        _ => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    };
+    if total == 0 || total > MAX_TOTAL_WEIGHT {
+        let _ = writeln!(out, "{pad}fractional over {shown}: total weight {total} cannot bucket: null");
+        return;
+    }
+    let point = (u64::from(h) * total) >> 32;
+    let _ = writeln!(out, "{pad}fractional over {shown}: murmur3 {h}, bucket {point} of {total}");
+    let mut start = 0;
+    for (name, weight) in parts {
+        let mark = if (start..start + weight).contains(&point) { "  <- chosen" } else { "" };
+        let _ = writeln!(out, "{pad}  {name} weight {weight}: [{start}, {}){mark}", start + weight);
+        start += weight;
+    }
+}
+
 /// Walks the entries' cumulative weights to the bucket of `bytes`' hash.
 fn choose<'v>(bytes: &[u8], entries: &'v [Cow<'_, Value>]) -> Option<&'v Value> {
     let mut weighted = Vec::with_capacity(entries.len());

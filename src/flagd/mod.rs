@@ -14,6 +14,7 @@
 
 mod cbor;
 mod document;
+mod explain;
 pub mod fractional;
 pub mod logic;
 mod resolve;
@@ -21,6 +22,7 @@ mod semver;
 pub mod stored;
 
 pub use document::{is_flagd_document, parse_document, parse_flag, DocumentError, FlagdSet};
+pub use explain::explain;
 pub use fractional::Bucketing;
 pub use resolve::{evaluate, ErrorCode, FlagdEvaluation, FlagdInput, Reason, ValueKind};
 

@@ -170,3 +170,22 @@ fn json_logic_basics_follow_json_logic_js() {
         assert_eq!(answer(targeted(rule), "f", json!({"x": 1})).0, Some(json!(want)), "{condition}");
     }
 }
+
+#[test]
+fn explain_names_the_branch_and_the_bucket_under_the_bucketing_in_force() {
+    let doc = json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": "A", "b": "B", "c": "C"}, "defaultVariant": "c",
+        "targeting": {"if": [{"==": [{"var": "plan"}, "free"]}, "c", {"fractional": [["a", 50], ["b", 50]]}]}}}});
+    let set = parse_document(&doc).expect("a flagd document");
+    let flag = set.get("f").expect("present");
+    let context = json!({"plan": "pro"}).as_object().cloned().unwrap_or_default();
+    for bucketing in [Bucketing::V2, Bucketing::V3] {
+        let input = FlagdInput { context: &context, targeting_key: Some("user-1"), timestamp: 0, bucketing };
+        let text = explain(flag, &input);
+        assert!(text.contains("if #1: condition is false -> not taken"), "{text}");
+        assert!(text.contains("else:") && text.contains("of 100") && text.contains("<- chosen"), "{text}");
+        assert!(text.contains(if bucketing == Bucketing::V2 { "\"fuser-1\"" } else { "bucketing v3" }), "{text}");
+        let answer = evaluate(flag, &input);
+        let chosen = format!("{:?} weight 50", answer.variant.unwrap_or_default());
+        assert!(text.lines().any(|l| l.contains(&chosen) && l.ends_with("<- chosen")), "{text}");
+    }
+}

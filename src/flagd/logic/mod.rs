@@ -9,7 +9,7 @@
 mod coerce;
 pub(crate) mod eval;
 
-pub(crate) use coerce::to_text;
+pub(crate) use coerce::{to_text, truthy};
 
 use serde_json::{Map, Value};
 
