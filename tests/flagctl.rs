@@ -697,5 +697,12 @@ async fn a_flagd_file_applies_as_one_self_contained_item_per_flag_and_serves_fro
     assert_eq!(version(&tables.doc("new-checkout").await), Some(2));
     let (app, _) = common::dynamo::dynamo_app(reader().await, &tables.flags, &[], flagfn::clock::Clock::system());
     assert_eq!(ask(app).await["value"], json!(true));
+
+    // Exported, the items come back as files that diff as unchanged.
+    let out = dir.join("out");
+    let export = tables.run(&["export", path(&out)]);
+    assert_eq!(export.code, 0, "{export:?}");
+    let diff = tables.run(&["diff", path(&out)]);
+    assert_eq!(diff.stdout, "0 to create, 0 to update, 0 to delete, 4 unchanged\n", "{diff:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
