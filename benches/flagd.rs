@@ -3,15 +3,20 @@
 //! Scenarios: a static flagd flag, a `fractional` 50/50 (v2 and v3), a 3-clause
 //! targeting rule, and 100 flagd flags for one context; `md5_rollout` is a Python-schema
 //! 50 % rollout for the ratio the goal is stated in (`fractional` within 1.5× of it).
-//! Targeting keys cycle through 1,024 values so nothing is constant-folded. Side-by-side
-//! numbers for the official `flagd-evaluation-engine` are not part of this file yet.
+//! Targeting keys cycle through 1,024 values so nothing is constant-folded. Each flagd
+//! scenario also runs on the official `flagd-evaluation-engine` (`official_*`), used as
+//! its in-process provider uses it: the flag set parsed once, each targeting rule kept
+//! as its JSON text, `Operator::apply` per evaluation (which compiles the rule and
+//! round-trips the context through JSON text on every call), then the variant looked up.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use flagd_evaluation_engine::{FlagParser, Operator};
 use flagfn::eval::{EvalInput, Evaluator, NoFlags};
 use flagfn::flag::CompiledFlag;
 use flagfn::flagd::{evaluate, parse_document, Bucketing, FlagdInput, FlagdSet};
+use open_feature::EvaluationContext;
 use serde_json::{json, Map, Value};
 
 const USERS: usize = 1024;
@@ -103,5 +108,58 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(flagd_benches, benches);
+/// The official engine's answer for one flag: the variant's value.
+fn official_value<'p>(
+    operator: &Operator,
+    key: &str,
+    flag: &'p flagd_evaluation_engine::FeatureFlag,
+    targeting: Option<&str>,
+    context: &EvaluationContext,
+) -> Option<&'p Value> {
+    let variant = match targeting {
+        Some(rule) => operator.apply(key, rule, context).ok().flatten()?,
+        None => flag.default_variant.clone(),
+    };
+    flag.variants.get(&variant)
+}
+
+fn official(c: &mut Criterion) {
+    let parsed = FlagParser::parse_string(&document().to_string()).expect("the official engine parses the document");
+    let operator = Operator::new();
+    let contexts: Vec<EvaluationContext> = (0..USERS)
+        .map(|i| {
+            EvaluationContext::default()
+                .with_targeting_key(format!("user-{i:06}"))
+                .with_custom_field("country", "US")
+                .with_custom_field("plan", "pro")
+                .with_custom_field("appVersion", "4.2.0")
+        })
+        .collect();
+    let rules: Vec<(&String, &flagd_evaluation_engine::FeatureFlag, Option<String>)> =
+        parsed.flags.iter().map(|(k, f)| (k, f, f.targeting.as_ref().map(|_| f.get_targeting()))).collect();
+    for (name, key) in
+        [("official_static", "static"), ("official_fractional", "split"), ("official_three_clauses", "three-clauses")]
+    {
+        let Some((key, flag, rule)) = rules.iter().find(|(k, _, _)| k.as_str() == key) else { continue };
+        let mut i = 0;
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) % USERS;
+                black_box(official_value(&operator, key, flag, rule.as_deref(), &contexts[i]))
+            })
+        });
+    }
+    let many: Vec<_> = rules.iter().filter(|(k, _, _)| k.starts_with("many-")).collect();
+    let mut i = 0;
+    c.bench_function("official_batch100", |b| {
+        b.iter(|| {
+            i = (i + 1) % USERS;
+            for (key, flag, rule) in &many {
+                black_box(official_value(&operator, key, flag, rule.as_deref(), &contexts[i]));
+            }
+        })
+    });
+}
+
+criterion_group!(flagd_benches, benches, official);
 criterion_main!(flagd_benches);
