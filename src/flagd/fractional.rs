@@ -44,21 +44,24 @@ pub fn evaluate<'a>(args: &[Cow<'a, Value>], env: &Env<'a>) -> Cow<'a, Value> {
     }
 }
 
+/// The bytes to hash (borrowed when they are a string argument) and the entries.
+type Split<'v> = (Cow<'v, [u8]>, &'v [Cow<'v, Value>]);
+
 /// The bytes to hash and the distribution entries that follow them.
-fn bucketing_bytes<'v>(args: &'v [Cow<'_, Value>], env: &Env<'_>) -> Option<(Vec<u8>, &'v [Cow<'v, Value>])> {
+fn bucketing_bytes<'v>(args: &'v [Cow<'_, Value>], env: &Env<'_>) -> Option<Split<'v>> {
     let (first, rest) = args.split_first()?;
     match (env.bucketing, &**first) {
-        (_, Value::Array(_)) => Some((default_bytes(env)?, args)),
+        (_, Value::Array(_)) => Some((Cow::Owned(default_bytes(env)?), args)),
         // A bucketing value that evaluated to null (a missing attribute) falls back to
         // the targeting key in both bucketings, so a flag without either answers its
         // default variant whichever bucketing is in force.
-        (_, Value::Null) => Some((default_bytes(env)?, rest)),
-        (Bucketing::V2, Value::String(s)) => Some((s.as_bytes().to_vec(), rest)),
+        (_, Value::Null) => Some((Cow::Owned(default_bytes(env)?), rest)),
+        (Bucketing::V2, Value::String(s)) => Some((Cow::Borrowed(s.as_bytes()), rest)),
         (Bucketing::V2, _) => None,
         (Bucketing::V3, value) => {
             let mut bytes = Vec::new();
             cbor::encode(value, &mut bytes);
-            Some((bytes, rest))
+            Some((Cow::Owned(bytes), rest))
         }
     }
 }
@@ -114,21 +117,20 @@ pub fn describe(args: &[Cow<'_, Value>], env: &Env<'_>, pad: &str, out: &mut Str
     }
 }
 
-/// Walks the entries' cumulative weights to the bucket of `bytes`' hash.
+/// Walks the entries' cumulative weights to the bucket of `bytes`' hash (two passes
+/// over the entries rather than a list of them: nothing is allocated).
 fn choose<'v>(bytes: &[u8], entries: &'v [Cow<'_, Value>]) -> Option<&'v Value> {
-    let mut weighted = Vec::with_capacity(entries.len());
     let mut total: u64 = 0;
     for entry in entries {
-        let (name, weight) = entry_parts(entry)?;
-        total = total.checked_add(weight)?;
-        weighted.push((name, weight));
+        total = total.checked_add(entry_parts(entry)?.1)?;
     }
     if total == 0 || total > MAX_TOTAL_WEIGHT {
         return None;
     }
     let point = (u64::from(hash(bytes)?) * total) >> 32;
     let mut end = 0;
-    for (name, weight) in weighted {
+    for entry in entries {
+        let (name, weight) = entry_parts(entry)?;
         end += weight;
         if point < end {
             return Some(name);
