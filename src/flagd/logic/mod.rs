@@ -4,7 +4,7 @@
 //! `$ref` to a shared evaluator, so evaluation dispatches on an enum and never looks at
 //! JSON text. Both phases are bounded: compilation by [`MAX_DEPTH`] and [`MAX_NODES`]
 //! (a `$ref` counts its expansion, so nested references cannot multiply a flag), and
-//! evaluation by the step and size budget of [`eval`].
+//! evaluation by the step and size budget of `logic/eval.rs`.
 
 mod coerce;
 pub(crate) mod eval;
