@@ -163,6 +163,10 @@ fn json_logic_basics_follow_json_logic_js() {
         (json!({"missing_some": [1, ["x", "nope"]]}), false),
         (json!({"==": [{"var": ["nope", 7]}, 7]}), true),
         (json!({"==": [{"max": [1, 3, 2]}, 3]}), true),
+        // Extreme numbers saturate instead of overflowing.
+        (json!({"==": [{"substr": ["flagd", 1, 1e300]}, "lagd"]}), true),
+        (json!({"==": [{"substr": ["flagd", -1e300, -1e300]}, ""]}), true),
+        (json!({"==": [{"+": [1e308, 1e308]}, null]}), true),
     ];
     for (condition, expected) in cases {
         let rule = json!({"if": [condition.clone(), "b", "a"]});
@@ -187,5 +191,92 @@ fn explain_names_the_branch_and_the_bucket_under_the_bucketing_in_force() {
         let answer = evaluate(flag, &input);
         let chosen = format!("{:?} weight 50", answer.variant.unwrap_or_default());
         assert!(text.lines().any(|l| l.contains(&chosen) && l.ends_with("<- chosen")), "{text}");
+    }
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    const OPERATORS: &[&str] = &[
+        "var",
+        "if",
+        "and",
+        "or",
+        "==",
+        "===",
+        "!=",
+        "!",
+        "!!",
+        "<",
+        "<=",
+        ">",
+        "max",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "cat",
+        "substr",
+        "in",
+        "merge",
+        "missing",
+        "missing_some",
+        "map",
+        "filter",
+        "reduce",
+        "all",
+        "some",
+        "none",
+        "fractional",
+        "sem_ver",
+        "starts_with",
+        "ends_with",
+    ];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-c.]{0,4}".prop_map(Value::from),
+            Just(json!("targetingKey")),
+            Just(json!("$flagd.flagKey")),
+        ]
+    }
+
+    /// JSON Logic-shaped values: mostly single-operator objects over any arguments.
+    fn logic() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(5, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+                (prop::sample::select(OPERATORS), prop::collection::vec(inner.clone(), 0..4))
+                    .prop_map(|(op, args)| json!({ op: args })),
+                (prop::sample::select(OPERATORS), inner).prop_map(|(op, arg)| json!({ op: arg })),
+            ]
+        })
+    }
+
+    fn context() -> impl Strategy<Value = Value> {
+        prop::collection::btree_map("[a-c]{1,2}", logic(), 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    proptest! {
+        #[test]
+        fn any_targeting_over_any_context_answers_without_panicking(rule in logic(), ctx in context()) {
+            for bucketing in [Bucketing::V2, Bucketing::V3] {
+                let doc = json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": 1, "true": 2, "1": 3},
+                                                  "defaultVariant": "a", "targeting": rule}}});
+                let set = parse_document(&doc).expect("a flagd document");
+                let flag = set.get("f").expect("present");
+                let context = ctx.as_object().cloned().unwrap_or_default();
+                let input = FlagdInput { context: &context, targeting_key: Some("tk"), timestamp: 1, bucketing };
+                let answer = evaluate(flag, &input);
+                prop_assert!(answer.error.is_some() || answer.value.is_some() || answer.reason == Reason::Default);
+                let _ = explain(flag, &input);
+            }
+        }
     }
 }

@@ -334,7 +334,7 @@ fn substr<'a>(text: &Value, start: &Value, length: Option<&Value>) -> Out<'a> {
     let from = clamp(if start < 0 { len + start } else { start });
     let to = match length.and_then(to_number) {
         Some(l) if l < 0.0 => clamp(len + l as i64),
-        Some(l) => clamp(from as i64 + l as i64),
+        Some(l) => clamp((from as i64).saturating_add(l as i64)),
         None => chars.len(),
     };
     Ok(Cow::Owned(Value::String(chars[from..to.max(from)].iter().collect())))
