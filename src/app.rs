@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::eval::{ErrorCode, EvalInput, Evaluation, Evaluator, NoFlags};
 use crate::events::EventPipeline;
 use crate::flag::CompiledFlag;
+use crate::flagd::{self, Bucketing, FlagdInput};
 use crate::freshness::{Freshness, ManifestStore};
 use crate::metrics::{Metrics, Reading};
 use crate::outcome::{Outcome, Subject};
@@ -35,6 +36,8 @@ pub struct App {
     pub freshness: Freshness,
     /// EMF metrics, written after responses (`None`: off). Set by [`App::with_metrics`].
     pub metrics: Option<Metrics>,
+    /// The bucketing flagd flags' `fractional` uses (`FLAGD_FRACTIONAL`).
+    pub flagd_fractional: Bucketing,
 }
 
 impl App {
@@ -48,6 +51,7 @@ impl App {
             clock,
             max_batch_flags: config.max_batch_flags,
             metrics: None,
+            flagd_fractional: config.flagd_fractional,
         }
     }
 
@@ -133,7 +137,8 @@ impl App {
     pub async fn evaluate_one(&self, subject: &Subject, key: &str) -> Outcome {
         // One clock reading per request: evaluation, cache TTLs and events share it.
         let wall = self.clock.wall();
-        let outcome = self.outcome_of(&input(subject, wall), key, wall).await;
+        let inputs = Inputs::new(subject, wall, self.flagd_fractional);
+        let outcome = self.outcome_of(&inputs, key, wall).await;
         self.events.record(subject, wall, std::slice::from_ref(&outcome));
         outcome
     }
@@ -141,19 +146,19 @@ impl App {
     /// Evaluates `keys` (in order, duplicates kept) for `subject` and records the events.
     pub async fn evaluate_keys(&self, subject: &Subject, keys: &[&str]) -> Vec<Outcome> {
         let wall = self.clock.wall();
-        let input = input(subject, wall);
+        let inputs = Inputs::new(subject, wall, self.flagd_fractional);
         let outcomes = match keys {
-            [key] => vec![self.outcome_of(&input, key, wall).await],
+            [key] => vec![self.outcome_of(&inputs, key, wall).await],
             _ => {
                 let resolved = Resolved::load(&self.cache, keys, wall).await;
-                let mut evaluator = Evaluator::new(input, resolved.source());
+                let mut evaluator = Evaluator::new(inputs.native, resolved.source());
                 let mut outcomes = Vec::with_capacity(resolved.requested.len());
                 let requested = resolved.requested.iter().map(|(key, cached)| {
                     let health = cached.flag().map_or((None, false), |f| resolved.prerequisite_health(f));
                     (*key, cached, health)
                 });
                 evaluator.evaluate_each(requested, evaluable, |(key, cached, (unavailable, stale)), e| {
-                    outcomes.push(outcome(key, cached, e, unavailable, stale));
+                    outcomes.push(outcome(key, cached, e, &inputs.flagd, unavailable, stale));
                 });
                 outcomes
             }
@@ -164,18 +169,18 @@ impl App {
 
     /// The common case on its own path: one key, usually a cache hit without
     /// prerequisites, so nothing is allocated for lookups.
-    async fn outcome_of(&self, input: &EvalInput<'_>, key: &str, now: SystemTime) -> Outcome {
+    async fn outcome_of(&self, inputs: &Inputs<'_>, key: &str, now: SystemTime) -> Outcome {
         let cached = self.cache.get(key, now).await;
         match cached.flag() {
             Some(flag) if flag.has_prerequisites() => {
                 let resolved = Resolved::load(&self.cache, &[key], now).await;
                 let (unavailable, stale) = resolved.prerequisite_health(flag);
-                let e = cached.flag().map(|flag| Evaluator::new(*input, resolved.source()).evaluate(flag));
-                outcome(key, &cached, e.filter(|_| unavailable.is_none()), unavailable, stale)
+                let e = native(&cached).map(|flag| Evaluator::new(inputs.native, resolved.source()).evaluate(flag));
+                outcome(key, &cached, e.filter(|_| unavailable.is_none()), &inputs.flagd, unavailable, stale)
             }
             _ => {
-                let e = cached.flag().map(|flag| Evaluator::new(*input, &NoFlags).evaluate(flag));
-                outcome(key, &cached, e, None, false)
+                let e = native(&cached).map(|flag| Evaluator::new(inputs.native, &NoFlags).evaluate(flag));
+                outcome(key, &cached, e, &inputs.flagd, None, false)
             }
         }
     }
@@ -185,37 +190,70 @@ impl App {
     pub async fn evaluate_all(&self, subject: &Subject) -> Result<Vec<Outcome>, Arc<StoreError>> {
         let wall = self.clock.wall();
         let snapshot = self.cache.all(wall).await?;
-        let mut evaluator = Evaluator::new(input(subject, wall), &*snapshot.flags);
+        let inputs = Inputs::new(subject, wall, self.flagd_fractional);
+        let mut evaluator = Evaluator::new(inputs.native, &*snapshot.flags);
         let mut outcomes = Vec::with_capacity(snapshot.flags.len());
-        evaluator.evaluate_each(
-            snapshot.flags.iter(),
-            |flag| Some(&***flag),
-            |flag, e| {
-                let e = e.unwrap_or_else(|| Evaluation::not_found(flag.key()));
-                outcomes.push(Outcome::from_evaluation(Some(flag), flag.key(), &e, snapshot.stale));
-            },
-        );
+        // Native flags in SIMD-hashed batches; flagd flags by their own evaluator.
+        evaluator.evaluate_each(snapshot.flags.iter(), native_in_snapshot, |flag, e| {
+            outcomes.push(match (flag.flagd(), e) {
+                (Some(f), _) => Outcome::from_flagd(flag, &flagd::evaluate(f, &inputs.flagd), snapshot.stale),
+                (None, Some(e)) => Outcome::from_evaluation(Some(flag), flag.key(), &e, snapshot.stale),
+                (None, None) => {
+                    Outcome::from_evaluation(Some(flag), flag.key(), &Evaluation::not_found(flag.key()), snapshot.stale)
+                }
+            });
+        });
         self.events.record(subject, wall, &outcomes);
         Ok(outcomes)
     }
 }
 
-fn input(subject: &Subject, wall: SystemTime) -> EvalInput<'_> {
-    let now = wall.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    EvalInput { user_id: subject.user_id.as_deref(), context: &subject.context, now }
+/// One request's evaluation inputs, for each of the two flag formats.
+struct Inputs<'s> {
+    native: EvalInput<'s>,
+    flagd: FlagdInput<'s>,
 }
 
-/// The flag a batch item evaluates: a cached flag whose prerequisites could all be read.
+impl<'s> Inputs<'s> {
+    fn new(subject: &'s Subject, wall: SystemTime, bucketing: Bucketing) -> Self {
+        let since_epoch = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let user_id = subject.user_id.as_deref();
+        Inputs {
+            native: EvalInput { user_id, context: &subject.context, now: since_epoch.as_secs_f64() },
+            flagd: FlagdInput {
+                context: &subject.context,
+                targeting_key: user_id,
+                timestamp: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
+                bucketing,
+            },
+        }
+    }
+}
+
+/// A cached Python-schema flag (the native evaluator's), not a flagd one.
+fn native(cached: &Cached) -> Option<&CompiledFlag> {
+    cached.flag().filter(|f| f.flagd().is_none()).map(|f| &**f)
+}
+
+/// A snapshot's flag, when the native evaluator's (not a flagd one).
+fn native_in_snapshot<'a>(flag: &&'a Arc<CompiledFlag>) -> Option<&'a CompiledFlag> {
+    flag.flagd().is_none().then_some(&***flag)
+}
+
+/// The flag a batch item evaluates natively: a cached Python-schema flag whose
+/// prerequisites could all be read.
 fn evaluable<'a>((_, cached, (unavailable, _)): &(&str, &'a Cached, (Option<&str>, bool))) -> Option<&'a CompiledFlag> {
-    cached.flag().filter(|_| unavailable.is_none()).map(|f| &**f)
+    native(cached).filter(|_| unavailable.is_none())
 }
 
-/// One key's outcome from what the cache said about it and, for a cached flag whose
-/// prerequisites could all be read, its evaluation `e`.
+/// One key's outcome from what the cache said about it and, for a cached native flag
+/// whose prerequisites could all be read, its evaluation `e`; a flagd flag is evaluated
+/// here.
 fn outcome(
     key: &str,
     cached: &Cached,
     e: Option<Evaluation<'_>>,
+    flagd_input: &FlagdInput<'_>,
     unavailable_prerequisite: Option<&str>,
     prerequisite_stale: bool,
 ) -> Outcome {
@@ -225,9 +263,12 @@ fn outcome(
                 let message = format!("prerequisite flag `{missing}` could not be read from the flag store");
                 return Outcome::failed(Some(flag.clone()), key, ErrorCode::General, message);
             }
+            if let Some(f) = flag.flagd() {
+                return Outcome::from_flagd(flag, &flagd::evaluate(f, flagd_input), cached.is_stale());
+            }
             let Some(e) = e else {
-                // Callers evaluate every cached flag whose prerequisites were read; were
-                // one not, a general error is the honest answer, never a panic.
+                // Callers evaluate every cached native flag whose prerequisites were
+                // read; were one not, a general error is the honest answer, never a panic.
                 let message = "the flag was not evaluated".to_owned();
                 return Outcome::failed(Some(flag.clone()), key, ErrorCode::General, message);
             };

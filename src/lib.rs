@@ -6,8 +6,8 @@
 //! on an import that points outwards).
 //!
 //! ```text
-//! leaves        bucket   backoff   clock   config
-//! pure core     flag ──► eval ──► outcome            (flag, eval: no tokio, no AWS, no I/O)
+//! leaves        bucket   backoff   clock   flagd   config ──► flagd
+//! pure core     flag ──► eval ──► outcome   flag ──► flagd   (flag, flagd, eval: no tokio, no AWS, no I/O)
 //! ports         store (FlagStore)      sink (EventSink)
 //! above ports   cache ──► store        resolve ──► cache     events ──► sink, outcome
 //!               freshness ──► cache, store      metrics ──► events
@@ -15,17 +15,24 @@
 //! edges         api ──► app     lambda, server ──► api, app     ctl ──► flag, eval, store, freshness
 //! ```
 //!
-//! - [`bucket`] — the MD5 bucketing formulas (docs/flag-format.md). A leaf: imports nothing.
+//! - [`bucket`] — the MD5 bucketing formulas (docs/flag-format.md), several at once in SIMD lanes. A leaf: imports nothing.
 //! - [`backoff`] — the one full-jitter backoff formula for every retry loop. A leaf.
 //! - [`clock`] — time, read once per request and injectable for tests. A leaf.
+//! - [`flagd`] — OpenFeature flag definitions in flagd's format: the document, a
+//!   compiled JSON Logic interpreter with flagd's operators, flagd's answer rules, the
+//!   stored-item layout and `explain`'s narration. Pure like `flag`; a leaf: imports
+//!   nothing.
 //! - [`config`] — `Config::from_env()`, the only reader of the environment (docs/operations.md),
-//!   every value range-checked. A leaf.
+//!   every value range-checked. Imports `flagd` (the `fractional` bucketing it names).
 //! - [`flag`] — the flag document (docs/flag-format.md), validated and compiled once when loaded;
-//!   one file per operator family (`flag/operator/`). Imports `bucket`.
+//!   one file per operator family (`flag/operator/`). A `CompiledFlag` may wrap a flagd
+//!   flag instead, so both formats travel the same store → cache → app path. Imports
+//!   `bucket`, `flagd`.
 //! - [`eval`] — the pure evaluator (docs/flag-format.md): clauses, targets, rules, rollouts,
 //!   prerequisites. Imports `flag`, `bucket`.
 //! - [`outcome`] — [`outcome::Outcome`], one evaluation's result, owned, and
-//!   [`outcome::Subject`], who asked. Imports `flag`, `eval`.
+//!   [`outcome::Subject`], who asked. Imports `flag`, `eval`, `flagd` (a flagd flag's
+//!   reason and variant).
 //! - [`store`] — the `FlagStore` port: DynamoDB in Lambda, a JSON file locally. Imports
 //!   `flag`, `eval` (the file store's flag set), `config`, `backoff`.
 //! - [`sink`] — the `EventSink` port: Kinesis in Lambda, a JSON-lines file locally.
@@ -48,8 +55,9 @@
 //!   the counters the cache, freshness and the event pipeline keep (docs/operations.md); the
 //!   per-flag tally lives in `events`. Imports `config`, `events`.
 //! - [`app`] — `App`, what a warm Lambda keeps, the one evaluation path (cache →
-//!   evaluator → events) every route uses, and the after-response phase (the freshness
-//!   check, the event flush, the metrics).
+//!   evaluator → events) every route uses — the evaluator picked per flag, Python-schema
+//!   or flagd — and the after-response phase (the freshness check, the event flush, the
+//!   metrics).
 //! - [`api`] — the HTTP API of docs/api.md over a transport-neutral request/response,
 //!   including OFREP, input limits, and the one error → status map. Imports `app`.
 //! - [`lambda`] — function URL, direct-invoke and DynamoDB Streams events, the runtime
@@ -71,6 +79,7 @@ pub mod ctl;
 pub mod eval;
 pub mod events;
 pub mod flag;
+pub mod flagd;
 pub mod freshness;
 pub mod lambda;
 pub mod metrics;

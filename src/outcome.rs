@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::eval::{ErrorCode, EvalError, Evaluation, Reason};
 use crate::flag::{CompiledFlag, DecidedBy, Variant};
+use crate::flagd;
 
 /// Who is asking: the parts of a request every evaluation in it shares.
 #[derive(Debug, Clone)]
@@ -42,6 +43,18 @@ pub struct Outcome {
     pub targeting_matched: bool,
     /// A hash (rollout or split) decided (for the OFREP reason).
     pub bucketed: bool,
+    /// For a flagd flag: flagd's own reason and variant (the value is read from the flag).
+    flagd: Option<FlagdServed>,
+}
+
+/// What a flagd evaluation served, kept beside the native fields so routes that speak
+/// OpenFeature answer with flagd's reason, variant and metadata.
+#[derive(Debug, Clone)]
+pub struct FlagdServed {
+    /// flagd's reason.
+    pub reason: flagd::Reason,
+    /// The served variant's name; `None` when the caller's default applies.
+    pub variant: Option<Box<str>>,
 }
 
 /// The flag an outcome is about: either the flag itself (also when malformed), or only
@@ -90,7 +103,42 @@ impl Outcome {
             stale,
             targeting_matched: e.targeting_matched,
             bucketed: e.bucketed,
+            flagd: None,
         }
+    }
+
+    /// Keeps a flagd evaluation of `flag`. The native fields get their nearest
+    /// meaning (served → enabled, targeting → `rule_match`) for routes and events that
+    /// speak the native vocabulary.
+    pub(crate) fn from_flagd(flag: &Arc<CompiledFlag>, e: &flagd::FlagdEvaluation<'_>, stale: bool) -> Self {
+        let verdict = match &e.error {
+            Some((code, message)) => Verdict::Failed(flagd_code(*code), Box::from(&**message)),
+            None => Verdict::Served(match e.reason {
+                flagd::Reason::Disabled => Reason::FlagDisabled,
+                flagd::Reason::TargetingMatch => Reason::RuleMatch,
+                flagd::Reason::Error => Reason::Error,
+                flagd::Reason::Static => Reason::Enabled,
+                // Targeting (or a flag without `defaultVariant`) left the default in place.
+                flagd::Reason::Default if e.value.is_some() => Reason::Enabled,
+                flagd::Reason::Default => Reason::TargetingRulesNotMet,
+            }),
+        };
+        Outcome {
+            subject_flag: OutcomeFlag::Known(flag.clone()),
+            enabled: e.value.is_some(),
+            verdict,
+            variant: None,
+            decided_by: None,
+            stale,
+            targeting_matched: e.reason == flagd::Reason::TargetingMatch,
+            bucketed: false,
+            flagd: Some(FlagdServed { reason: e.reason, variant: e.variant.map(Box::from) }),
+        }
+    }
+
+    /// flagd's reason and variant, for a flagd flag.
+    pub fn flagd(&self) -> Option<&FlagdServed> {
+        self.flagd.as_ref()
     }
 
     /// A failed evaluation with `code` and `message`.
@@ -104,6 +152,7 @@ impl Outcome {
             stale: false,
             targeting_matched: false,
             bucketed: false,
+            flagd: None,
         }
     }
 
@@ -145,6 +194,12 @@ impl Outcome {
         self.error().map(|(code, _)| code)
     }
 
+    /// The flagd variant served and its value, for a flagd flag that served one.
+    pub fn flagd_value(&self) -> Option<(&str, &Value)> {
+        let name = self.flagd.as_ref()?.variant.as_deref()?;
+        self.flag()?.flagd()?.variant(name)
+    }
+
     /// The evaluation again, borrowed: the one place that knows how to map a result to
     /// OFREP values and variants ([`Evaluation::value`]) is reused, not duplicated.
     pub fn view(&self) -> Evaluation<'_> {
@@ -160,5 +215,13 @@ impl Outcome {
         e.targeting_matched = self.targeting_matched;
         e.bucketed = self.bucketed;
         e
+    }
+}
+
+/// The native code for a flagd one (flagd's codes are a subset).
+fn flagd_code(code: flagd::ErrorCode) -> ErrorCode {
+    match code {
+        flagd::ErrorCode::ParseError => ErrorCode::ParseError,
+        flagd::ErrorCode::General | flagd::ErrorCode::TypeMismatch => ErrorCode::General,
     }
 }

@@ -1,5 +1,5 @@
-//! The warm cache (SPEC §6) in front of a real DynamoDB wire-protocol server (moto),
-//! driven through the real API handler (SPEC §4): every request below goes through
+//! The warm cache (docs/operations.md) in front of a real DynamoDB wire-protocol server (moto),
+//! driven through the real API handler (docs/api.md): every request below goes through
 //! `flagfn::api::handle`, the `App`'s `FlagCache` and a real `DynamoDbStore`.
 //!
 //! Real DynamoDB operations are counted inside the SDK by an interceptor, and every
@@ -84,7 +84,7 @@ impl Fixture {
     }
 }
 
-/// What SPEC §2–§3 say a user gets from the flags of [`ten_flags`] (computed here from
+/// What the evaluation order and bucketing formulas (docs/flag-format.md) say a user gets from the flags of [`ten_flags`] (computed here from
 /// the formulas, not by the evaluator): `(enabled, reason, variant)`.
 fn expected(key: &str, user: &str, plan: &str, age: u64) -> (bool, &'static str, Option<&'static str>) {
     let rollout = |pct: f64| {

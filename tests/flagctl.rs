@@ -721,3 +721,49 @@ fn files_as_one_document() -> Value {
     }
     json!({ "flags": flags })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flagd_file_applies_as_one_self_contained_item_per_flag_and_serves_from_the_table() {
+    let moto = shared_moto();
+    let tables = Tables::new(&moto.endpoint()).await;
+    let dir = temp_dir("flagd-apply");
+    let file = dir.join("shop.json");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flagd.json");
+    std::fs::copy(example, &file).expect("copy the flagd example");
+
+    assert_eq!(tables.run(&["validate", path(&file)]).code, 0);
+    let first = tables.run(&["apply", path(&file), "-m", "flagd import"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(first.stdout.contains("4 to create"), "{}", first.stdout);
+    let item = tables.doc("new-checkout").await.expect("written");
+    assert_eq!((&item["format"], version(&Some(item.clone()))), (&json!("flagd"), Some(1)));
+    let definition: Value = serde_json::from_str(item["flagd"].as_str().expect("text")).expect("JSON");
+    assert_eq!(definition["targeting"]["if"][0], json!({"ends_with": [{"var": "email"}, "@example.com"]}));
+    assert_eq!(definition["metadata"], json!({"flagSetId": "shop-web", "team": "checkout", "owner": "payments"}));
+
+    let ask = |app: std::sync::Arc<flagfn::app::App>| async move {
+        let body = json!({"context": {"targetingKey": "u-1", "email": "bo@mail.test"}});
+        common::app::post(&app, "/ofrep/v1/evaluate/flags/new-checkout", &body).await.body
+    };
+    let reader = || async { client(&moto.endpoint(), &Operations::default()).await };
+    let (app, _) = common::dynamo::dynamo_app(reader().await, &tables.flags, &[], flagfn::clock::Clock::system());
+    assert_eq!(ask(app).await["value"], json!(false));
+
+    // Turn it on for everyone: the next apply updates that one item, and it serves.
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("JSON");
+    doc["flags"]["new-checkout"]["defaultVariant"] = json!("on");
+    std::fs::write(&file, doc.to_string()).expect("write");
+    let second = tables.run(&["apply", path(&file), "-m", "launch"]);
+    assert!(second.stdout.contains("0 to create, 1 to update"), "{}", second.stdout);
+    assert_eq!(version(&tables.doc("new-checkout").await), Some(2));
+    let (app, _) = common::dynamo::dynamo_app(reader().await, &tables.flags, &[], flagfn::clock::Clock::system());
+    assert_eq!(ask(app).await["value"], json!(true));
+
+    // Exported, the items come back as files that diff as unchanged.
+    let out = dir.join("out");
+    let export = tables.run(&["export", path(&out)]);
+    assert_eq!(export.code, 0, "{export:?}");
+    let diff = tables.run(&["diff", path(&out)]);
+    assert_eq!(diff.stdout, "0 to create, 0 to update, 0 to delete, 4 unchanged\n", "{diff:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -228,3 +228,20 @@ fn explain_says_which_targeting_rules_clauses_python_could_not_read() {
     );
     assert!(out.ends_with("result: enabled=false, reason=targeting_rules_not_met, variant=none\n"), "{out}");
 }
+
+#[test]
+fn a_flagd_flag_is_explained_with_its_bucket_under_either_bucketing() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flagd.json");
+    for (fractional, heading) in [("v2", "bucketing v2"), ("v3", "bucketing v3")] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_flagctl"))
+            .args(["explain", "banner-color", "--user", "user-7", "--file", example, "--fractional", fractional])
+            .env_remove("FLAGS_TABLE")
+            .env_remove("FLAGD_FRACTIONAL")
+            .output()
+            .expect("run flagctl");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{text}");
+        assert!(text.contains(heading) && text.contains("of 100") && text.contains("<- chosen"), "{text}");
+        assert!(text.contains("result: reason=TARGETING_MATCH"), "{text}");
+    }
+}

@@ -144,6 +144,15 @@ impl Server {
         body["enabled"].as_bool().unwrap_or_else(|| panic!("no `enabled`: {body}"))
     }
 
+    /// The server's `value` for `key` (legacy route).
+    fn value(&self, key: &str) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let url = format!("{}/evaluate?user_id=user-1&flag_key={key}", self.base);
+        let mut response = agent.get(&url).call().expect("GET /evaluate");
+        let body = response.body_mut().read_to_string().expect("body");
+        serde_json::from_str::<Value>(&body).expect("JSON")["value"].clone()
+    }
+
     /// Polls `key` until it answers `enabled == want`; how long that took, or `None`
     /// if it did not within `limit`.
     fn until(&self, key: &str, want: bool, limit: Duration) -> Option<Duration> {
@@ -199,6 +208,32 @@ fn flagctl_set_flips_a_running_server_within_the_target() {
     assert_eq!(manifest["version"], 2);
     assert_eq!(manifest["changes"][1]["key"], "kill-me");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_flagd_file_applied_again_changes_a_running_server_within_the_target() {
+    let moto = shared_moto();
+    let rt = runtime();
+    let tables = rt.block_on(Tables::new(&moto.endpoint()));
+    let dir = std::env::temp_dir().join(unique_name("fr-flagd"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("set.json");
+    let mut doc = json!({"flags": {"theme": {"state": "ENABLED", "variants": {"light": "L", "dark": "D"},
+                                             "defaultVariant": "light"}}});
+    std::fs::write(&file, doc.to_string()).expect("flagd file");
+    tables.flagctl(&["apply", file.to_str().expect("path")]);
+
+    let server = Server::start(tables.app(&tables.manifest, Clock::system()));
+    assert_eq!(server.value("theme"), json!("L"), "cached");
+    doc["flags"]["theme"]["defaultVariant"] = json!("dark");
+    std::fs::write(&file, doc.to_string()).expect("flagd file");
+    tables.flagctl(&["apply", file.to_str().expect("path"), "-m", "dark by default"]);
+    let start = Instant::now();
+    while server.value("theme") != json!("D") && start.elapsed() <= target() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.value("theme"), json!("D"), "not changed within FRESHNESS_SECONDS + 1 s (the TTL is 300 s)");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

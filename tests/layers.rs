@@ -9,6 +9,7 @@ const ORDER: &[&str] = &[
     "bucket",
     "backoff",
     "clock",
+    "flagd",
     "config",
     "flag",
     "eval",

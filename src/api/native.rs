@@ -37,14 +37,18 @@ impl<'a> NativeResult<'a> {
         let view = outcome.view();
         // "Not found" is a reason here, as in Python, not an error.
         let error = outcome.error().filter(|(code, _)| *code != ErrorCode::FlagNotFound);
+        // A flagd flag's variant and value come from its own variants only (nothing
+        // served: no value, not the native boolean `false`).
+        let flagd = outcome.flagd_value();
+        let native = outcome.flagd().is_none();
         NativeResult {
             user_id,
             flag_key: outcome.key(),
             flag_id: outcome.flag().map(|f| f.flag_id()),
             enabled: outcome.enabled,
             reason: outcome.reason().as_str(),
-            variant: view.variant_key(),
-            value: view.value(),
+            variant: flagd.map(|(name, _)| name).or(view.variant_key().filter(|_| native)),
+            value: flagd.map(|(_, value)| FlagValue::Json(value)).or(view.value().filter(|_| native)),
             version: outcome.flag().map(|f| f.version()),
             rule_id: view.rule_id(),
             stale: outcome.stale,

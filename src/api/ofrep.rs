@@ -24,9 +24,18 @@ struct Success<'a> {
     metadata: Metadata<'a>,
 }
 
+/// A flag's metadata: the native flag's identity, or a flagd flag's own (flag-set
+/// metadata merged under the flag's), as flagd reports it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Metadata<'a> {
+    Native(NativeMetadata<'a>),
+    Flagd(&'a serde_json::Map<String, serde_json::Value>),
+}
+
 /// Flat metadata, as the protocol allows (string, number, boolean values only).
 #[derive(Serialize)]
-struct Metadata<'a> {
+struct NativeMetadata<'a> {
     flag_id: &'a str,
     version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,13 +58,27 @@ impl<'a> Item<'a> {
                 error_details: message,
             });
         }
+        if let (Some(served), Some(flagd)) = (outcome.flagd(), outcome.flag().and_then(|f| f.flagd())) {
+            let value = outcome.flagd_value();
+            return Item::Success(Success {
+                key: outcome.key(),
+                value: value.map(|(_, v)| FlagValue::Json(v)),
+                reason: if outcome.stale { "STALE" } else { served.reason.as_str() },
+                variant: value.map(|(name, _)| name),
+                metadata: Metadata::Flagd(flagd.metadata()),
+            });
+        }
         let view = outcome.view();
         Item::Success(Success {
             key: outcome.key(),
             value: view.value(),
             reason: reason(outcome),
             variant: view.ofrep_variant(),
-            metadata: Metadata { flag_id: view.flag_id(), version: view.version(), rule_id: view.rule_id() },
+            metadata: Metadata::Native(NativeMetadata {
+                flag_id: view.flag_id(),
+                version: view.version(),
+                rule_id: view.rule_id(),
+            }),
         })
     }
 }

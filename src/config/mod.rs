@@ -15,7 +15,9 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use parse::{boolean, events_mode, metrics, millis, nonzero, number, parse, seconds};
+use parse::{boolean, events_mode, flagd_fractional, metrics, millis, nonzero, number, parse, seconds};
+
+pub use crate::flagd::Bucketing;
 
 mod parse;
 
@@ -215,6 +217,8 @@ pub struct Config {
     pub log_filter: String,
     /// EMF metrics.
     pub metrics: MetricsConfig,
+    /// The bucketing of flagd's `fractional` (`FLAGD_FRACTIONAL`, `v2` or `v3`).
+    pub flagd_fractional: Bucketing,
 }
 
 impl Config {
@@ -271,6 +275,7 @@ impl Config {
             .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(|level| level.to_ascii_lowercase()))
             .unwrap_or_else(|| "info".to_owned());
         let metrics = metrics(&get, lambda_runtime_api.is_some())?;
+        let flagd_fractional = flagd_fractional(&get)?;
         Ok(Config {
             flags,
             cache,
@@ -282,6 +287,7 @@ impl Config {
             bind_addr,
             log_filter,
             metrics,
+            flagd_fractional,
         })
     }
 }
@@ -331,6 +337,17 @@ mod tests {
         assert_eq!(c.lambda_runtime_api, None);
         assert_eq!(c.log_filter, "info");
         assert_eq!(c.freshness, FreshnessConfig { table: None, every: Duration::from_secs(5) });
+    }
+
+    #[test]
+    fn flagd_fractional_is_v2_unless_set_to_v3() {
+        assert_eq!(config(&[("FLAGS_FILE", "f")]).expect("valid").flagd_fractional, Bucketing::V2);
+        let v3 = config(&[("FLAGS_FILE", "f"), ("FLAGD_FRACTIONAL", " V3 ")]).expect("valid");
+        assert_eq!(v3.flagd_fractional, Bucketing::V3);
+        for bad in ["v1", "3", "latest"] {
+            let err = config(&[("FLAGS_FILE", "f"), ("FLAGD_FRACTIONAL", bad)]).expect_err("out of range");
+            assert!(err.to_string().contains("v2 or v3"), "{err}");
+        }
     }
 
     #[test]

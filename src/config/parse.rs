@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ConfigError, EventsMode, MetricsConfig, MetricsOutput, MAX_FLAG_DIMENSIONS};
+use super::{Bucketing, ConfigError, EventsMode, MetricsConfig, MetricsOutput, MAX_FLAG_DIMENSIONS};
 
 fn invalid(name: &'static str, value: &str, why: &str) -> ConfigError {
     ConfigError::Invalid { name, value: value.to_owned(), why: format!("expected {why}") }
@@ -91,6 +91,19 @@ pub(super) fn events_mode(get: &impl Fn(&str) -> Option<String>) -> Result<Event
             "summary" => Ok(EventsMode::Summary),
             "both" => Ok(EventsMode::Both),
             _ => Err(invalid("EVENTS_MODE", &v, "full, summary or both")),
+        },
+    }
+}
+
+/// `FLAGD_FRACTIONAL`: which bucketing flagd's `fractional` uses. Switching re-buckets
+/// every user of every flagd flag that splits, so it is a deliberate, documented choice.
+pub(super) fn flagd_fractional(get: &impl Fn(&str) -> Option<String>) -> Result<Bucketing, ConfigError> {
+    match get("FLAGD_FRACTIONAL").map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(Bucketing::V2),
+        Some(v) => match v.as_str() {
+            "v2" => Ok(Bucketing::V2),
+            "v3" => Ok(Bucketing::V3),
+            _ => Err(invalid("FLAGD_FRACTIONAL", &v, "v2 or v3")),
         },
     }
 }

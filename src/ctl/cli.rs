@@ -145,6 +145,10 @@ pub enum Command {
         /// The table to read when no `--file` is given.
         #[arg(long, env = "FLAGS_TABLE", value_name = "TABLE", value_parser = table_name)]
         table: Option<String>,
+        /// For a flagd flag: the `fractional` bucketing to explain, as the function's
+        /// `FLAGD_FRACTIONAL` sets it (`v2` or `v3`).
+        #[arg(long, env = "FLAGD_FRACTIONAL", default_value = "v2", value_parser = ["v2", "v3"])]
+        fractional: String,
     },
 }
 

@@ -60,8 +60,10 @@ pub async fn dispatch(command: Command) -> Result<(), CtlError> {
             print!("{}", render_history(&key, &records));
             Ok(())
         }
-        Command::Explain { key, user, context, file, table } => {
-            super::explain::run(&key, &user, context.as_deref(), file.as_deref(), table.as_deref()).await
+        Command::Explain { key, user, context, file, table, fractional } => {
+            let bucketing = if fractional == "v3" { crate::flagd::Bucketing::V3 } else { crate::flagd::Bucketing::V2 };
+            let source = super::explain::Source { file: file.as_deref(), table: table.as_deref() };
+            super::explain::run(&key, &user, context.as_deref(), source, bucketing).await
         }
     }
 }

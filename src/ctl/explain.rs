@@ -20,15 +20,24 @@ use super::{files, CtlError};
 use crate::eval::{EvalInput, Evaluation, Evaluator, FlagSet, Reason, Trace};
 use crate::flag::{not_python, Clause, CompiledFlag, FlagBody, Serve};
 
+/// Where `explain` reads flags: files (a directory or a flags file), else a table.
+pub struct Source<'a> {
+    /// `--file`.
+    pub file: Option<&'a Path>,
+    /// `--table` (or `FLAGS_TABLE`).
+    pub table: Option<&'a str>,
+}
+
 /// Explains `key` for `user` with `context` (a JSON object), reading the flags from
-/// `file` (a directory or flags file) or else from `table`.
+/// `source`; a flagd flag is explained under `bucketing`.
 pub async fn run(
     key: &str,
     user: &str,
     context: Option<&str>,
-    file: Option<&Path>,
-    table: Option<&str>,
+    source: Source<'_>,
+    bucketing: crate::flagd::Bucketing,
 ) -> Result<(), CtlError> {
+    let Source { file, table } = source;
     let context = match context.map(serde_json::from_str::<Value>) {
         None => Map::new(),
         Some(Ok(Value::Object(map))) => map,
@@ -48,6 +57,12 @@ pub async fn run(
         return Err(CtlError::input(key, "key", "no such flag"));
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    if let Some(flagd) = flag.flagd() {
+        let input =
+            crate::flagd::FlagdInput { context: &context, targeting_key: Some(user), timestamp: now as i64, bucketing };
+        print!("{}", crate::flagd::explain(flagd, &input));
+        return Ok(());
+    }
     let input = EvalInput { user_id: Some(user), context: &context, now };
     let recorder = Recorder::default();
     let outcome = Evaluator::with_trace(input, &set, &recorder).evaluate(flag);

@@ -77,6 +77,9 @@ fn load_file(path: &Path) -> Result<Vec<FlagFile>, Problem> {
         _ => serde_json::from_str(&text).map_err(|e| format!("not valid JSON: {e}")),
     }
     .map_err(|message| Problem::new(&origin, "-", message))?;
+    if crate::flagd::is_flagd_document(&doc) {
+        return flagd_items(origin, &doc);
+    }
     let items = match doc {
         Value::Array(items) => items,
         Value::Object(mut map) if !map.contains_key("key") && map.contains_key("flags") => match map.remove("flags") {
@@ -93,6 +96,21 @@ fn load_file(path: &Path) -> Result<Vec<FlagFile>, Problem> {
         .into_iter()
         .enumerate()
         .map(|(i, doc)| FlagFile { origin: format!("{origin}[{i}]"), stem: None, doc })
+        .collect())
+}
+
+/// A flagd document's flags as the items they are stored as (one self-contained item
+/// per flag: `$ref`s inlined, flag-set metadata merged). A flag whose `$ref`s cannot be
+/// inlined keeps its definition as written, so the check reports why it cannot compile.
+fn flagd_items(origin: String, doc: &Value) -> Result<Vec<FlagFile>, Problem> {
+    let definitions = crate::flagd::stored::self_contained(doc).map_err(|why| Problem::new(&origin, "flags", why))?;
+    Ok(definitions
+        .into_iter()
+        .map(|(key, definition)| {
+            let definition = definition.unwrap_or_else(|_| doc["flags"][&key].clone());
+            let item = serde_json::json!({"key": key, "format": crate::flagd::stored::FORMAT, "flagd": definition.to_string()});
+            FlagFile { origin: origin.clone(), stem: None, doc: item }
+        })
         .collect())
 }
 

@@ -92,9 +92,17 @@ fn check_one(file: &FlagFile, checked: &mut Checked) -> Option<(String, Map<Stri
             checked.warnings.push(Problem::new(origin, "key", message));
         }
     }
-    unknown_fields(&doc, origin, &mut checked.warnings);
+    let flagd = doc.get("format").and_then(Value::as_str) == Some(crate::flagd::stored::FORMAT);
+    if !flagd {
+        unknown_fields(&doc, origin, &mut checked.warnings);
+    }
     match CompiledFlag::from_value(Value::Object(doc.clone())) {
         Err(message) => return error(checked, origin, "key", &message),
+        Ok(flag) if flagd => {
+            if let Some(problem) = flag.flagd().and_then(|f| f.problem()) {
+                checked.errors.push(Problem::new(origin, flagd_pointer(&key, problem), problem));
+            }
+        }
         Ok(flag) => {
             if let Err(message) = flag.body() {
                 let (field, message) = split_field(message);
@@ -110,6 +118,19 @@ fn check_one(file: &FlagFile, checked: &mut Checked) -> Option<(String, Map<Stri
         }
     }
     Some((key, doc))
+}
+
+/// The JSON pointer of the field a flagd problem names (`/flags/<key>/<field>`), or of
+/// the flag when it names none.
+fn flagd_pointer(key: &str, problem: &str) -> String {
+    let escaped = key.replace('~', "~0").replace('/', "~1");
+    let field = problem.strip_prefix('`').and_then(|rest| rest.split_once('`')).map(|(field, _)| field);
+    match field {
+        Some(field) if ["state", "variants", "defaultVariant", "targeting", "metadata"].contains(&field) => {
+            format!("/flags/{escaped}/{field}")
+        }
+        _ => format!("/flags/{escaped}"),
+    }
 }
 
 fn error<T>(checked: &mut Checked, origin: &str, field: &str, message: &str) -> Option<T> {
@@ -215,6 +236,36 @@ mod tests {
 
     fn flag(origin: &str, stem: Option<&str>, doc: Value) -> FlagFile {
         FlagFile { origin: origin.to_owned(), stem: stem.map(str::to_owned), doc }
+    }
+
+    #[test]
+    fn flagd_files_are_checked_per_flag_with_file_and_json_pointer() {
+        let path = std::env::temp_dir().join(format!("flagctl-flagd-{}.json", std::process::id()));
+        let doc = json!({"$evaluators": {"staff": {"ends_with": [{"var": "email"}, "@x.io"]}},
+                         "flags": {
+                             "good": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                                      "targeting": {"if": [{"$ref": "staff"}, "on", null]}},
+                             "bad/ref": {"state": "ENABLED", "variants": {"a": 1}, "targeting": {"$ref": "nobody"}},
+                             "bad-default": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "z"}}});
+        std::fs::write(&path, doc.to_string()).expect("temp file");
+        let checked = check(super::super::files::load(&path).expect("readable"));
+        let _ = std::fs::remove_file(&path);
+        let origin = path.display().to_string();
+        let mut errors: Vec<(String, String)> =
+            checked.errors.iter().map(|p| (p.file.clone(), p.field.clone())).collect();
+        errors.sort();
+        assert_eq!(
+            errors,
+            [
+                (origin.clone(), "/flags/bad-default/defaultVariant".to_owned()),
+                (origin, "/flags/bad~1ref/targeting".to_owned())
+            ]
+        );
+        assert!(checked.warnings.is_empty(), "{:?}", checked.warnings);
+        let good = checked.flags.get("good").expect("checked");
+        assert_eq!(good.get("format"), Some(&json!("flagd")));
+        let definition = good.get("flagd").and_then(Value::as_str).expect("definition text");
+        assert!(definition.contains("ends_with") && !definition.contains("$ref"), "{definition}");
     }
 
     #[test]

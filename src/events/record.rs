@@ -314,7 +314,7 @@ pub(super) fn full_record(pending: &Pending) -> Option<EventRecord> {
         flag_key: outcome.key(),
         enabled: outcome.enabled,
         reason: outcome.reason().as_str(),
-        variant: view.variant_key(),
+        variant: outcome.flagd_value().map(|(name, _)| name).or(view.variant_key()),
         context: shared.context.as_deref(),
         version: view.version(),
         request_id: &request.request_id,
@@ -350,7 +350,8 @@ pub(super) fn summaries<'a>(events: impl Iterator<Item = &'a Pending>) -> Vec<(E
     let (mut start, mut end) = (None::<SystemTime>, None::<SystemTime>);
     for pending in events {
         let view = pending.outcome.view();
-        let key = (pending.outcome.key(), view.version(), view.variant_key(), view.enabled, view.reason().as_str());
+        let variant = pending.outcome.flagd_value().map(|(name, _)| name).or(view.variant_key());
+        let key = (pending.outcome.key(), view.version(), variant, view.enabled, view.reason().as_str());
         groups.entry(key).or_insert((0, view.flag_id())).0 += 1;
         let at = pending.request.timestamp;
         start = Some(start.map_or(at, |s| s.min(at)));

@@ -6,6 +6,7 @@ use super::clause::Clause;
 use super::variant::{compile_variants, Variant};
 use super::{ClauseDoc, FlagDoc, KeyProblem, ServeDoc, MAX_KEY_BYTES};
 use crate::bucket;
+use crate::flagd::FlagdFlag;
 
 /// A flag ready to evaluate: identity plus either a compiled body or the reason the
 /// document is malformed.
@@ -21,6 +22,9 @@ pub struct CompiledFlag {
     /// What was read leniently, as the Python service read it: reported once
     /// per flag version by whoever loads it, and refused by `flagctl validate`.
     oddities: Box<[Box<str>]>,
+    /// A flag in flagd's format instead: the one seam between the two formats, so both
+    /// travel the same store → cache → app path and the app picks the evaluator.
+    flagd: Option<Box<FlagdFlag>>,
 }
 
 /// The evaluable part of a well-formed flag. Every string the evaluator hashes or
@@ -113,6 +117,13 @@ impl CompiledFlag {
             Some(_) => return Err("`key` is not a string".into()),
             None => return Err("missing `key`".into()),
         };
+        // `format: "flagd"` marks a stored flagd flag; any other `format` is an unknown
+        // field of a Python-schema item, ignored as the Python service ignored it.
+        if value.get("format").and_then(Value::as_str) == Some(crate::flagd::stored::FORMAT) {
+            let version = value.get("version").and_then(Value::as_f64).and_then(|v| whole_number(v).ok());
+            let flag = Self::from_flagd(crate::flagd::stored::from_item(&key, &value));
+            return Ok(CompiledFlag { version: version.unwrap_or(0), ..flag });
+        }
         match serde_path_to_error::deserialize::<_, FlagDoc>(&value) {
             Ok(doc) => Ok(Self::from_doc(doc)),
             Err(err) => {
@@ -143,7 +154,27 @@ impl CompiledFlag {
             version: version.unwrap_or_default(),
             body: body.map_err(Into::into),
             oddities: oddities.into_iter().map(Into::into).collect(),
+            flagd: None,
         }
+    }
+
+    /// Wraps a flagd flag. Its Python body is an error, so anything that would evaluate
+    /// it as a Python-schema flag (a Python flag naming it as a prerequisite) answers
+    /// `PARSE_ERROR` instead of guessing.
+    pub fn from_flagd(flag: FlagdFlag) -> Self {
+        CompiledFlag {
+            key: flag.key().into(),
+            flag_id: flag.key().into(),
+            version: 0,
+            body: Err("a flagd flag cannot be evaluated as a Python-schema flag".into()),
+            oddities: Box::default(),
+            flagd: Some(Box::new(flag)),
+        }
+    }
+
+    /// The flagd flag this is, if it is one.
+    pub fn flagd(&self) -> Option<&FlagdFlag> {
+        self.flagd.as_deref()
     }
 
     /// A flag that evaluates to `PARSE_ERROR` with `message`.
@@ -154,6 +185,7 @@ impl CompiledFlag {
             version,
             body: Err(message.into()),
             oddities: Box::default(),
+            flagd: None,
         }
     }
 

@@ -196,15 +196,49 @@ pub enum FlagsFileError {
     /// JSON, but neither `{"flags": [...]}` nor `[...]`.
     #[error("flags file must be a JSON array of flags or an object {{\"flags\": [...]}}")]
     Shape,
+    /// Not YAML (for a `.yaml`/`.yml` file).
+    #[error("flags file is not valid YAML: {0}")]
+    Yaml(String),
+    /// A flagd document (`flags` is an object) that cannot be read as one.
+    #[error("flagd document: {0}")]
+    Flagd(#[from] crate::flagd::DocumentError),
 }
 
-/// Parses a local flags file (`{"flags": [...]}` or `[...]`) and compiles each item.
+/// A flagd document's flags, each wrapped; keys that could never be asked for are
+/// returned as messages, as for Python-schema items.
+fn parse_flagd_document(doc: &Value) -> Result<(Vec<CompiledFlag>, Vec<String>), FlagsFileError> {
+    let set = crate::flagd::parse_document(doc)?;
+    let mut flags = Vec::with_capacity(set.flags.len());
+    let mut skipped = Vec::new();
+    for flag in set.flags {
+        match check_key(flag.key()) {
+            Ok(()) => flags.push(CompiledFlag::from_flagd(flag)),
+            Err(problem) => skipped.push(format!("flagd flag skipped: unusable key ({problem:?})")),
+        }
+    }
+    Ok((flags, skipped))
+}
+
+/// Parses a local flags file (`{"flags": [...]}` or `[...]`, or a flagd document whose
+/// `flags` is an object) and compiles each item.
 ///
 /// Items without a usable string `key` cannot be addressed and are returned in the
 /// second list as messages, for the caller to log; every other item compiles, possibly
 /// to a malformed flag.
 pub fn parse_flags_document(text: &str) -> Result<(Vec<CompiledFlag>, Vec<String>), FlagsFileError> {
-    let doc: Value = serde_json::from_str(text)?;
+    compile_flags_document(serde_json::from_str(text)?)
+}
+
+/// [`parse_flags_document`] for a YAML file (flagd documents are often written in YAML).
+pub fn parse_flags_yaml(text: &str) -> Result<(Vec<CompiledFlag>, Vec<String>), FlagsFileError> {
+    let doc: Value = serde_yaml_ng::from_str(text).map_err(|e| FlagsFileError::Yaml(e.to_string()))?;
+    compile_flags_document(doc)
+}
+
+fn compile_flags_document(doc: Value) -> Result<(Vec<CompiledFlag>, Vec<String>), FlagsFileError> {
+    if crate::flagd::is_flagd_document(&doc) {
+        return parse_flagd_document(&doc);
+    }
     let items = match doc {
         Value::Array(items) => items,
         Value::Object(mut map) => match map.remove("flags") {

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use super::{BoxFuture, FlagStore, StoreError};
 use crate::eval::FlagSet;
-use crate::flag::{parse_flags_document, CompiledFlag};
+use crate::flag::{parse_flags_document, parse_flags_yaml, CompiledFlag};
 
 /// Flags read from a JSON file: `{"flags": [...]}` or `[...]`.
 #[derive(Debug)]
@@ -96,8 +96,9 @@ impl FileStore {
 fn load(path: &Path) -> Result<FlagSet, StoreError> {
     let display = || path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| StoreError::FileRead { path: display(), source })?;
-    let (flags, skipped) =
-        parse_flags_document(&text).map_err(|source| StoreError::FileFormat { path: display(), source })?;
+    let yaml = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml");
+    let parsed = if yaml { parse_flags_yaml(&text) } else { parse_flags_document(&text) };
+    let (flags, skipped) = parsed.map_err(|source| StoreError::FileFormat { path: display(), source })?;
     for why in skipped {
         tracing::warn!(path = %path.display(), "{why}");
     }
@@ -193,6 +194,21 @@ mod tests {
         file.write(r#"[{"key": "fixed", "enabled": false}]"#);
         assert_eq!(keys(&store).await, ["fixed"]);
         assert!(store.get("asked").await.expect("read").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_yaml_flagd_document_loads_like_its_json() {
+        let mut file = TempFlags::new("yaml");
+        file.path = file.dir.join("flags.yaml");
+        file.write("flags:\n  banner:\n    state: ENABLED\n    variants: {red: '#d33', blue: '#36c'}\n    defaultVariant: blue\n");
+        let store = FileStore::open(&file.path).expect("a YAML flagd document");
+        let banner = store.get("banner").await.expect("read").expect("present");
+        assert_eq!(
+            banner.flagd().and_then(|f| f.variant("blue")).map(|(_, v)| v.clone()),
+            Some(serde_json::json!("#36c"))
+        );
+        file.write("flags: [unclosed\n");
+        assert!(FileStore::open(&file.path).is_err(), "never good: an error");
     }
 
     #[tokio::test]

@@ -27,7 +27,12 @@ pub fn lenient_reads() -> u64 {
 
 /// Reports `flag` as just loaded by a store.
 pub(crate) fn loaded(flag: &CompiledFlag) {
-    if let Err(problem) = flag.body() {
+    // A flagd flag has no Python body by design: only its own problem is reported.
+    let problem = match flag.flagd() {
+        Some(flagd) => flagd.problem(),
+        None => flag.body().err(),
+    };
+    if let Some(problem) = problem {
         tracing::warn!(flag_key = flag.key(), problem, "malformed flag: it will evaluate to PARSE_ERROR");
     }
     if flag.oddities().is_empty() || !first_report(flag) {
