@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache::{Cached, FlagCache};
+use crate::changes::Changes;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::eval::{ErrorCode, EvalInput, Evaluation, Evaluator, FlagSource, NoFlags};
@@ -34,6 +35,8 @@ pub struct App {
     pub freshness: Freshness,
     /// EMF metrics, written after responses (`None`: off). Set by [`App::with_metrics`].
     pub metrics: Option<Metrics>,
+    /// The configuration's version and the change streams on it.
+    pub changes: Changes,
 }
 
 impl App {
@@ -47,6 +50,7 @@ impl App {
             clock,
             max_batch_flags: config.max_batch_flags,
             metrics: None,
+            changes: Changes::new(config),
         }
     }
 

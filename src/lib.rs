@@ -11,7 +11,8 @@
 //! ports         store (FlagStore)      sink (EventSink)
 //! above ports   cache ──► store        resolve ──► cache     events ──► sink, outcome
 //!               freshness ──► cache, store      metrics ──► events
-//! the app       app ──► resolve, cache, freshness, events, metrics, eval, outcome
+//!               changes ──► freshness, cache
+//! the app       app ──► resolve, cache, freshness, changes, events, metrics, eval, outcome
 //! edges         api ──► app     lambda, server ──► api, app     ctl ──► flag, eval, store, freshness
 //! ```
 //!
@@ -47,6 +48,9 @@
 //! - [`metrics`] — CloudWatch metrics as EMF log lines, written after the response from
 //!   the counters the cache, freshness and the event pipeline keep (docs/operations.md); the
 //!   per-flag tally lives in `events`. Imports `config`, `events`.
+//! - [`changes`] — the flag configuration's version (a file's mtime, the manifest's
+//!   version) and the announcement of each new one to change streams (docs/api.md,
+//!   "Change stream"). Imports `cache`, `freshness`, `config`, `clock`.
 //! - [`app`] — `App`, what a warm Lambda keeps, the one evaluation path (cache →
 //!   evaluator → events) every route uses, and the after-response phase (the freshness
 //!   check, the event flush, the metrics).
@@ -65,6 +69,7 @@ pub mod app;
 pub mod backoff;
 pub mod bucket;
 pub mod cache;
+pub mod changes;
 pub mod clock;
 pub mod config;
 pub mod ctl;

@@ -20,6 +20,7 @@ const ORDER: &[&str] = &[
     "freshness",
     "events",
     "metrics",
+    "changes",
     "app",
     "api",
     "lambda",

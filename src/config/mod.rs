@@ -210,7 +210,16 @@ pub struct Config {
     pub log_filter: String,
     /// EMF metrics.
     pub metrics: MetricsConfig,
+    /// Most change streams (`/ofrep/v1/stream`) the local server keeps open at once
+    /// (`STREAM_MAX_CLIENTS`; 0: no stream, none advertised).
+    pub stream_max_clients: usize,
 }
+
+/// Most `STREAM_MAX_CLIENTS`: each stream holds one of the local server's connections.
+pub const MAX_STREAM_CLIENTS: usize = 100_000;
+/// Default `STREAM_MAX_CLIENTS`: a quarter of the local server's default connection cap,
+/// so streams can never take every connection from ordinary requests.
+pub const DEFAULT_STREAM_CLIENTS: usize = 128;
 
 impl Config {
     /// Reads the process environment.
@@ -265,6 +274,7 @@ impl Config {
             .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(|level| level.to_ascii_lowercase()))
             .unwrap_or_else(|| "info".to_owned());
         let metrics = metrics(&get, lambda_runtime_api.is_some())?;
+        let stream_max_clients = number(&get, "STREAM_MAX_CLIENTS", DEFAULT_STREAM_CLIENTS, 0..=MAX_STREAM_CLIENTS)?;
         Ok(Config {
             flags,
             cache,
@@ -276,6 +286,7 @@ impl Config {
             bind_addr,
             log_filter,
             metrics,
+            stream_max_clients,
         })
     }
 }
@@ -427,7 +438,7 @@ mod tests {
     /// end, plus the overflowing and non-finite ones that used to panic later.
     #[test]
     fn every_numeric_variable_is_range_checked_at_start_up() {
-        let edges: [(&str, &str, &[&str]); 9] = [
+        let edges: [(&str, &str, &[&str]); 10] = [
             ("CACHE_TTL_SECONDS", "86400", &["86400.5", "1e19", "1e400", "inf", "NaN", "-0.1"]),
             ("NEGATIVE_CACHE_TTL_SECONDS", "86400", &["86401", "1e19", "-1", "NaN"]),
             ("STALE_IF_ERROR_SECONDS", "604800", &["604801", "1e19", "-1", "inf"]),
@@ -437,6 +448,7 @@ mod tests {
             ("EVENTS_BUFFER_MAX", "10000000", &["10000001", "18446744073709551615", "0"]),
             ("EVENTS_FLUSH_INTERVAL_MS", "3600000", &["3600001", "0", "18446744073709551615"]),
             ("EVENTS_SAMPLE_RATE", "1", &["1.0000001", "-0.0001", "NaN", "inf"]),
+            ("STREAM_MAX_CLIENTS", "100000", &["100001", "-1", "18446744073709551616", "0.5"]),
         ];
         for (name, largest, bad) in edges {
             assert!(config(&[("FLAGS_FILE", "f.json"), (name, largest)]).is_ok(), "{name}={largest}");

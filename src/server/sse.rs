@@ -1,0 +1,164 @@
+//! The change stream, `GET /ofrep/v1/stream` (docs/api.md, "Change stream"): OFREP's
+//! server-sent events, one `refetchEvaluation` message per new configuration version.
+//!
+//! Each stream waits on [`crate::changes::Changes`]' `watch` channel, which keeps only the
+//! newest version: a client that reads slowly, or not at all, is owed at most one
+//! message whatever it missed, and hyper asks the body for its next frame only once the
+//! last one is written, so nothing queues per stream. Streams are capped
+//! (`STREAM_MAX_CLIENTS`), end at shutdown, and end after [`MAX_LIFETIME`] so a client
+//! holding a slot forever reconnects (with `Last-Event-ID`, losing nothing).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use hyper::body::Frame;
+use tokio::sync::{watch, OwnedSemaphorePermit};
+
+use crate::app::App;
+use crate::changes::Version;
+
+/// The longest one stream stays open before the client is asked to reconnect.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(600);
+/// The reconnection delay suggested to clients (`retry:`), milliseconds.
+const RETRY_MS: u32 = 1000;
+
+/// The answer to a request for the stream: the stream itself, `503` at the cap, `405`
+/// for another method.
+pub(super) fn respond(app: &App, method: &str, headers: &HeaderMap) -> axum::response::Response {
+    if method == "OPTIONS" {
+        let mut out = plain(StatusCode::NO_CONTENT, "");
+        out.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+        return out;
+    }
+    if method != "GET" {
+        let mut out = plain(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed; use GET"}"#);
+        out.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+        return out;
+    }
+    let Some(slot) = app.changes.open_stream() else {
+        let mut out = plain(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"too many change streams are open"}"#);
+        out.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return out;
+    };
+    // An id that is not the current version's (unknown, malformed, not text) means the
+    // client missed something: it is told at once. No id: a new client, just fetched.
+    let last_event_id = headers.get("last-event-id").map(|v| v.to_str().unwrap_or(""));
+    let mut updates = app.changes.subscribe();
+    let current = updates.borrow_and_update().clone();
+    let first = match (last_event_id, current) {
+        (Some(id), Some(version)) if id != version.id => Some(message(&version)),
+        _ => None,
+    };
+    let mut opening = format!("retry: {RETRY_MS}\n: flagfn change stream\n\n").into_bytes();
+    if let Some(first) = first {
+        opening.extend_from_slice(&first);
+    }
+    let feed = Feed {
+        opening: Some(Bytes::from(opening)),
+        updates,
+        closing: app.changes.closing(),
+        heartbeat: app.changes.heartbeat(),
+        ends: tokio::time::Instant::now() + MAX_LIFETIME,
+        _slot: slot,
+    };
+    let mut out = axum::response::Response::new(Body::new(SseBody::new(feed)));
+    let headers = out.headers_mut();
+    headers.extend(super::fixed_headers().clone());
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    out
+}
+
+fn plain(status: StatusCode, body: &'static str) -> axum::response::Response {
+    let mut out = axum::response::Response::new(Body::from(body));
+    *out.status_mut() = status;
+    *out.headers_mut() = super::fixed_headers().clone();
+    if !body.is_empty() {
+        out.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    out
+}
+
+/// One `refetchEvaluation` message for `version`.
+pub fn message(version: &Version) -> Vec<u8> {
+    // Ids are ours (`f…`, `m…`): no quotes, backslashes or newlines to escape.
+    format!(
+        "id: {id}\nevent: message\ndata: {{\"type\":\"refetchEvaluation\",\"etag\":\"{id}\",\"lastModified\":{at}}}\n\n",
+        id = version.id,
+        at = version.last_modified
+    )
+    .into_bytes()
+}
+
+/// One stream's state between frames.
+struct Feed {
+    opening: Option<Bytes>,
+    updates: watch::Receiver<Option<Arc<Version>>>,
+    closing: watch::Receiver<bool>,
+    heartbeat: Duration,
+    ends: tokio::time::Instant,
+    /// Held for the stream's life: dropped with the body.
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Feed {
+    /// The next frame, or `None` when the stream ends.
+    async fn next(mut self) -> Option<(Bytes, Feed)> {
+        if let Some(opening) = self.opening.take() {
+            return Some((opening, self));
+        }
+        if *self.closing.borrow() {
+            return None;
+        }
+        let frame = tokio::select! {
+            _ = self.closing.changed() => return None,
+            () = tokio::time::sleep_until(self.ends) => return None,
+            changed = self.updates.changed() => {
+                changed.ok()?;
+                let version = self.updates.borrow_and_update().clone()?;
+                Bytes::from(message(&version))
+            }
+            () = tokio::time::sleep(self.heartbeat) => Bytes::from_static(b":\n\n"),
+        };
+        Some((frame, self))
+    }
+}
+
+type Next = Pin<Box<dyn Future<Output = Option<(Bytes, Feed)>> + Send>>;
+
+/// The response body: [`Feed::next`] unfolded into frames, one pending at a time.
+pub struct SseBody {
+    next: Option<Next>,
+}
+
+impl SseBody {
+    fn new(feed: Feed) -> Self {
+        SseBody { next: Some(Box::pin(feed.next())) }
+    }
+}
+
+impl HttpBody for SseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let Some(next) = self.next.as_mut() else { return Poll::Ready(None) };
+        match next.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.next = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some((bytes, feed))) => {
+                self.next = Some(Box::pin(feed.next()));
+                Poll::Ready(Some(Ok(Frame::data(bytes))))
+            }
+        }
+    }
+}
