@@ -294,6 +294,7 @@ Try:
        -d '{{"context":{{"targetingKey":"user-2003"}}}}'
   curl -si -X POST '{base}/ofrep/v1/evaluate/flags' -H 'content-type: application/json' \
        -d '{{"context":{{"targetingKey":"user-2003","country":"US"}}}}'
+  curl -sN '{base}/ofrep/v1/stream'     # then edit the flags file
 "#
     );
 }
