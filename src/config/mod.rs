@@ -215,8 +215,10 @@ pub struct Config {
     pub stream_max_clients: usize,
 }
 
-/// Most `STREAM_MAX_CLIENTS`: each stream holds one of the local server's connections.
-pub const MAX_STREAM_CLIENTS: usize = 100_000;
+/// Most `STREAM_MAX_CLIENTS`: each stream holds one of the local server's 512
+/// connections for as long as it is open, so at most three quarters of them, leaving
+/// ordinary requests at least 128 whatever the streams do.
+pub const MAX_STREAM_CLIENTS: usize = 384;
 /// Default `STREAM_MAX_CLIENTS`: a quarter of the local server's default connection cap,
 /// so streams can never take every connection from ordinary requests.
 pub const DEFAULT_STREAM_CLIENTS: usize = 128;
@@ -448,7 +450,7 @@ mod tests {
             ("EVENTS_BUFFER_MAX", "10000000", &["10000001", "18446744073709551615", "0"]),
             ("EVENTS_FLUSH_INTERVAL_MS", "3600000", &["3600001", "0", "18446744073709551615"]),
             ("EVENTS_SAMPLE_RATE", "1", &["1.0000001", "-0.0001", "NaN", "inf"]),
-            ("STREAM_MAX_CLIENTS", "100000", &["100001", "-1", "18446744073709551616", "0.5"]),
+            ("STREAM_MAX_CLIENTS", "384", &["385", "-1", "18446744073709551616", "0.5"]),
         ];
         for (name, largest, bad) in edges {
             assert!(config(&[("FLAGS_FILE", "f.json"), (name, largest)]).is_ok(), "{name}={largest}");
