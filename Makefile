@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CARGO  ?= cargo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-rust test-template test-events test-rie rie-release test-interop test-webclient test-cost cost bench loadtest lint build venv clean
+.PHONY: run test test-rust test-template test-events test-rie rie-release test-interop test-webclient test-streams test-cost cost bench loadtest lint build venv clean
 
 # Project-local Python tools (moto, cargo-lambda, cfn-lint, SAM CLI, the OpenFeature SDK),
 # pinned in scripts/requirements.txt. Git-ignored; rebuilt when the requirements change.
@@ -39,7 +39,7 @@ run:
 ## lint, every sample event through `cargo lambda invoke` and through AWS's Runtime
 ## Interface Emulator (with Kinesis), and the OpenFeature interop (Python SDK, and the
 ## web SDK seeing a flags-file edit through the change stream).
-test: venv test-rust test-template test-events test-rie test-interop test-webclient test-cost
+test: venv test-rust test-template test-events test-rie test-interop test-webclient test-streams test-cost
 	@echo "== all tests passed"
 
 test-rust: venv
@@ -72,6 +72,11 @@ test-interop: venv test-rust
 ## ConfigurationChanged through the change stream (prints the time it took).
 test-webclient: $(WEBCLIENT)/node_modules/.installed test-rust
 	node $(WEBCLIENT)/ofrep_stream.mjs --binary target/debug/flagfn
+
+## 10,000 clients on the local server's change stream: resident memory per client
+## (fails over the stated 32 KiB), one edit's fan-out, shutdown (docs/performance.md).
+test-streams: test-rust
+	python3 scripts/stream_clients.py --binary target/debug/flagfn --clients 10000
 
 ## make cost — US dollars per million evaluations at 1, 100 and 10,000 requests/s, from
 ## the measured figures and prices in scripts/cost_inputs.json (docs/cost.md).

@@ -210,18 +210,26 @@ pub struct Config {
     pub log_filter: String,
     /// EMF metrics.
     pub metrics: MetricsConfig,
+    /// Most connections the local server keeps open (`SERVER_MAX_CONNECTIONS`).
+    pub server_max_connections: usize,
     /// Most change streams (`/ofrep/v1/stream`) the local server keeps open at once
     /// (`STREAM_MAX_CLIENTS`; 0: no stream, none advertised).
     pub stream_max_clients: usize,
 }
 
-/// Most `STREAM_MAX_CLIENTS`: each stream holds one of the local server's 512
-/// connections for as long as it is open, so at most three quarters of them, leaving
-/// ordinary requests at least 128 whatever the streams do.
-pub const MAX_STREAM_CLIENTS: usize = 384;
-/// Default `STREAM_MAX_CLIENTS`: a quarter of the local server's default connection cap,
-/// so streams can never take every connection from ordinary requests.
+/// Range of `SERVER_MAX_CONNECTIONS`: each connection is a file descriptor, so past the
+/// process's open-file limit accepts fail (and are retried) instead.
+pub const SERVER_CONNECTIONS: std::ops::RangeInclusive<usize> = 16..=65_536;
+/// Default `SERVER_MAX_CONNECTIONS`: below the usual 1,024 open-file limit.
+pub const DEFAULT_SERVER_CONNECTIONS: usize = 512;
+/// Default `STREAM_MAX_CLIENTS`: a quarter of the default connection cap.
 pub const DEFAULT_STREAM_CLIENTS: usize = 128;
+
+/// Most `STREAM_MAX_CLIENTS` for a connection cap: each open stream holds a connection,
+/// so three quarters of them at most, leaving ordinary requests the rest.
+pub fn max_stream_clients(server_max_connections: usize) -> usize {
+    server_max_connections / 4 * 3
+}
 
 impl Config {
     /// Reads the process environment.
@@ -276,7 +284,11 @@ impl Config {
             .or_else(|| get("AWS_LAMBDA_LOG_LEVEL").map(|level| level.to_ascii_lowercase()))
             .unwrap_or_else(|| "info".to_owned());
         let metrics = metrics(&get, lambda_runtime_api.is_some())?;
-        let stream_max_clients = number(&get, "STREAM_MAX_CLIENTS", DEFAULT_STREAM_CLIENTS, 0..=MAX_STREAM_CLIENTS)?;
+        let server_max_connections =
+            number(&get, "SERVER_MAX_CONNECTIONS", DEFAULT_SERVER_CONNECTIONS, SERVER_CONNECTIONS)?;
+        let most_streams = max_stream_clients(server_max_connections);
+        let stream_max_clients =
+            number(&get, "STREAM_MAX_CLIENTS", DEFAULT_STREAM_CLIENTS.min(most_streams), 0..=most_streams)?;
         Ok(Config {
             flags,
             cache,
@@ -288,6 +300,7 @@ impl Config {
             bind_addr,
             log_filter,
             metrics,
+            server_max_connections,
             stream_max_clients,
         })
     }
@@ -440,7 +453,7 @@ mod tests {
     /// end, plus the overflowing and non-finite ones that used to panic later.
     #[test]
     fn every_numeric_variable_is_range_checked_at_start_up() {
-        let edges: [(&str, &str, &[&str]); 10] = [
+        let edges: [(&str, &str, &[&str]); 11] = [
             ("CACHE_TTL_SECONDS", "86400", &["86400.5", "1e19", "1e400", "inf", "NaN", "-0.1"]),
             ("NEGATIVE_CACHE_TTL_SECONDS", "86400", &["86401", "1e19", "-1", "NaN"]),
             ("STALE_IF_ERROR_SECONDS", "604800", &["604801", "1e19", "-1", "inf"]),
@@ -451,6 +464,7 @@ mod tests {
             ("EVENTS_FLUSH_INTERVAL_MS", "3600000", &["3600001", "0", "18446744073709551615"]),
             ("EVENTS_SAMPLE_RATE", "1", &["1.0000001", "-0.0001", "NaN", "inf"]),
             ("STREAM_MAX_CLIENTS", "384", &["385", "-1", "18446744073709551616", "0.5"]),
+            ("SERVER_MAX_CONNECTIONS", "65536", &["65537", "15", "0", "-1"]),
         ];
         for (name, largest, bad) in edges {
             assert!(config(&[("FLAGS_FILE", "f.json"), (name, largest)]).is_ok(), "{name}={largest}");
@@ -462,6 +476,21 @@ mod tests {
         let c = config(&[("FLAGS_FILE", "f.json"), ("CACHE_TTL_SECONDS", "0"), ("STORE_TIMEOUT_MS", "10")]);
         let c = c.expect("the smallest values are accepted");
         assert_eq!((c.cache.ttl, c.store_timeout), (Duration::ZERO, Duration::from_millis(10)));
+    }
+
+    /// The stream cap follows the connection cap: three quarters of it at most.
+    #[test]
+    fn the_stream_cap_is_checked_against_the_connection_cap() {
+        let c =
+            config(&[("FLAGS_FILE", "f.json"), ("SERVER_MAX_CONNECTIONS", "16384"), ("STREAM_MAX_CLIENTS", "12288")]);
+        let c = c.expect("three quarters");
+        assert_eq!((c.server_max_connections, c.stream_max_clients), (16384, 12288));
+        let over = [("FLAGS_FILE", "f.json"), ("SERVER_MAX_CONNECTIONS", "16384"), ("STREAM_MAX_CLIENTS", "12289")];
+        let err = config(&over).expect_err("over").to_string();
+        assert!(err.contains("STREAM_MAX_CLIENTS") && err.contains("0 to 12288"), "{err}");
+        // A small connection cap lowers the default too, rather than failing start-up.
+        let small = config(&[("FLAGS_FILE", "f.json"), ("SERVER_MAX_CONNECTIONS", "16")]).expect("valid");
+        assert_eq!(small.stream_max_clients, 12);
     }
 
     /// The largest values the checks let through leave the cache's time arithmetic in
