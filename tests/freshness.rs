@@ -485,3 +485,50 @@ fn a_stream_batch_that_loses_the_race_reads_again_and_keeps_both() {
         manifest["changes"].as_array().expect("list").iter().filter_map(|c| c["key"].as_str()).collect();
     assert_eq!(keys, ["b0", "b1", "b2", "a0", "a1"], "every change kept, in the order written");
 }
+
+/// A change recorded in the manifest reaches an open change stream (docs/api.md, "Change
+/// stream") well before the freshness window (60 s here) would, as a message whose id is
+/// the manifest version; the re-fetch it triggers sees the change.
+#[test]
+fn flagctl_set_reaches_an_open_change_stream_as_the_manifest_version() {
+    use std::io::{Read, Write};
+    let moto = shared_moto();
+    let rt = runtime();
+    let tables = rt.block_on(Tables::new(&moto.endpoint()));
+    let dir = std::env::temp_dir().join(unique_name("fr-stream"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let doc = json!({"key": "streamed", "enabled": true, "rollout_percentage": 100});
+    std::fs::write(dir.join("streamed.json"), doc.to_string()).expect("flag file");
+    tables.flagctl(&["apply", dir.to_str().expect("path")]);
+    let config = table_config(&tables.flags, &[("CACHE_TTL_SECONDS", "300"), ("FRESHNESS_SECONDS", "60")]);
+    let store = DynamoDbStore::with_timeout(tables.client.clone(), &tables.flags, RELAXED_STORE_TIMEOUT);
+    let app = App::new(Arc::new(store), None, &config, Clock::system())
+        .with_manifest(tables.manifest_store(&tables.manifest));
+    let server = Server::start(app);
+    assert!(server.enabled("streamed"));
+
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    stream.write_all(b"GET /ofrep/v1/stream HTTP/1.1\r\nHost: test\r\n\r\n").expect("send");
+    stream.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+    let mut text = String::new();
+    let mut read_until = |text: &mut String, want: &str, limit: Duration| {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        while !text.contains(want) && Instant::now() < deadline {
+            if let Ok(n) = stream.read(&mut buf) {
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+        text.contains(want)
+    };
+    assert!(read_until(&mut text, "flagfn change stream", Duration::from_secs(10)), "{text}");
+    let set = Instant::now();
+    tables.flagctl(&["set", "streamed", "enabled=false", "-m", "incident"]);
+    // (A server learns a table's version at its first manifest read, and says so: `m1`.)
+    assert!(read_until(&mut text, r#""etag":"m2""#, Duration::from_secs(20)), "no message for m2: {text}");
+    eprintln!("flagctl set → refetchEvaluation on the stream after {} ms (window 60 s)", set.elapsed().as_millis());
+    assert!(text.contains("id: m2\n"), "the id is the manifest version: {text}");
+    assert!(!server.enabled("streamed"), "the re-fetch after the message sees the change");
+    let _ = std::fs::remove_dir_all(dir);
+}
