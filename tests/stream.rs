@@ -357,3 +357,19 @@ async fn a_client_reporting_a_newer_configuration_gets_it_despite_the_cache() {
     assert_eq!(banner(&after), &Value::Bool(false), "{after}");
     assert_eq!(after["metadata"]["flagConfigLastModified"], 1_700_000_002);
 }
+
+#[tokio::test]
+async fn a_stream_served_elsewhere_is_advertised_by_its_url_without_a_server() {
+    let flags = Flags::new("elsewhere");
+    let path = flags.path.to_string_lossy().into_owned();
+    let url = "https://streams.example.com/ofrep/v1/stream?channel=prod";
+    let config = common::app::config(&path, &[("EVENT_STREAM_URL", url)]);
+    let app = App::new(Arc::new(FileStore::open(&path).expect("flags file")), None, &config, Clock::system());
+    let body = bulk_direct(&app, "").await;
+    let streams = body["eventStreams"].as_array().expect("advertised as in Lambda, with no local server");
+    assert_eq!(streams.len(), 1);
+    assert_eq!(streams[0]["type"], "sse");
+    assert_eq!(streams[0]["url"], url);
+    assert!(streams[0].get("endpoint").is_none(), "exactly one of url and endpoint: {body}");
+    assert_eq!(streams[0]["inactivityDelaySec"], 120);
+}

@@ -120,7 +120,7 @@ pub async fn evaluate_bulk(app: &App, request: &Request<'_>) -> Response {
         #[serde(skip_serializing_if = "Option::is_none")]
         metadata: Option<refetch::SetMetadata<'a>>,
         #[serde(rename = "eventStreams", skip_serializing_if = "Option::is_none")]
-        event_streams: Option<[refetch::EventStream; 1]>,
+        event_streams: Option<[refetch::EventStream<'a>; 1]>,
     }
     let bulk = Bulk {
         flags: outcomes.iter().map(Item::new).collect(),

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::ApiError;
-use crate::changes::{Changes, Claim};
+use crate::changes::{Advert, Changes, Claim};
 
 /// Where the local server serves the change stream.
 pub const STREAM_PATH: &str = "/ofrep/v1/stream";
@@ -75,13 +75,17 @@ pub(super) struct SetMetadata<'a> {
     last_modified: u64,
 }
 
-/// One `eventStreams` entry: the `endpoint.requestUri` form, so the client's own
-/// configured base URL (a proxy, a custom domain) is used.
+/// One `eventStreams` entry: this server's own stream in the `endpoint.requestUri` form,
+/// so the client's own configured base URL (a proxy, a custom domain) is used; a stream
+/// served elsewhere (`EVENT_STREAM_URL`) as its `url`.
 #[derive(Serialize)]
-pub(super) struct EventStream {
+pub(super) struct EventStream<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    endpoint: Endpoint,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
     #[serde(rename = "inactivityDelaySec")]
     inactivity_delay_sec: u32,
 }
@@ -92,13 +96,13 @@ struct Endpoint {
     request_uri: &'static str,
 }
 
-/// The stream to advertise, when one is served.
-pub(super) fn event_streams(changes: &Changes) -> Option<[EventStream; 1]> {
-    changes.advertised().then_some([EventStream {
-        kind: "sse",
-        endpoint: Endpoint { request_uri: STREAM_PATH },
-        inactivity_delay_sec: INACTIVITY_DELAY_SEC,
-    }])
+/// The stream to advertise, when there is one.
+pub(super) fn event_streams(changes: &Changes) -> Option<[EventStream<'_>; 1]> {
+    let (endpoint, url) = match changes.advertised()? {
+        Advert::Here => (Some(Endpoint { request_uri: STREAM_PATH }), None),
+        Advert::Url(url) => (None, Some(url)),
+    };
+    Some([EventStream { kind: "sse", endpoint, url, inactivity_delay_sec: INACTIVITY_DELAY_SEC }])
 }
 
 /// The metadata for `version`, if one is known.

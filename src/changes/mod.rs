@@ -42,6 +42,15 @@ pub const RECHECK_BUDGET: Duration = Duration::from_secs(1);
 /// Least time between two re-checks triggered by requests.
 pub const RECHECK_MIN_GAP: Duration = Duration::from_millis(250);
 
+/// The change stream bulk responses point clients at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advert<'a> {
+    /// This server's own stream (advertised by path, under the client's base URL).
+    Here,
+    /// A stream served elsewhere (`EVENT_STREAM_URL`).
+    Url(&'a str),
+}
+
 /// One state of the flag configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
@@ -83,6 +92,8 @@ pub struct Changes {
     max_streams: usize,
     /// Whether a server is serving the stream (so bulk responses advertise it).
     served: AtomicBool,
+    /// A stream served elsewhere, advertised instead (`EVENT_STREAM_URL`).
+    elsewhere: Option<String>,
     heartbeat: Duration,
 }
 
@@ -106,6 +117,7 @@ impl Changes {
             slots: Arc::new(Semaphore::new(max_streams)),
             max_streams,
             served: AtomicBool::new(false),
+            elsewhere: config.event_stream_url.clone(),
             heartbeat: HEARTBEAT,
         }
     }
@@ -151,9 +163,18 @@ impl Changes {
         self.max_streams - self.slots.available_permits()
     }
 
-    /// Whether bulk responses advertise the stream: a server serves it and it is on.
-    pub fn advertised(&self) -> bool {
+    /// Whether this process serves the stream: a server runs and streams are on.
+    pub fn served(&self) -> bool {
         self.max_streams > 0 && self.served.load(Ordering::Relaxed)
+    }
+
+    /// What bulk responses advertise: `EVENT_STREAM_URL` when set, else this server's
+    /// own stream when it serves one.
+    pub fn advertised(&self) -> Option<Advert<'_>> {
+        match &self.elsewhere {
+            Some(url) => Some(Advert::Url(url)),
+            None => self.served().then_some(Advert::Here),
+        }
     }
 
     /// From now on bulk responses advertise the stream (a server serves it).

@@ -15,7 +15,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use parse::{boolean, events_mode, metrics, millis, nonzero, number, parse, seconds};
+use parse::{boolean, events_mode, metrics, millis, nonzero, number, parse, seconds, stream_url};
 
 mod parse;
 
@@ -215,6 +215,10 @@ pub struct Config {
     /// Most change streams (`/ofrep/v1/stream`) the local server keeps open at once
     /// (`STREAM_MAX_CLIENTS`; 0: no stream, none advertised).
     pub stream_max_clients: usize,
+    /// A change stream served elsewhere that bulk responses advertise instead of the local
+    /// server's own (`EVENT_STREAM_URL`; in Lambda, the only way one is advertised).
+    /// Treated as a secret: never logged, never in an error.
+    pub event_stream_url: Option<String>,
 }
 
 /// Range of `SERVER_MAX_CONNECTIONS`: each connection is a file descriptor, so past the
@@ -302,6 +306,7 @@ impl Config {
             metrics,
             server_max_connections,
             stream_max_clients,
+            event_stream_url: stream_url(&get)?,
         })
     }
 }
@@ -491,6 +496,21 @@ mod tests {
         // A small connection cap lowers the default too, rather than failing start-up.
         let small = config(&[("FLAGS_FILE", "f.json"), ("SERVER_MAX_CONNECTIONS", "16")]).expect("valid");
         assert_eq!(small.stream_max_clients, 12);
+    }
+
+    #[test]
+    fn event_stream_urls_are_absolute_and_never_shown_in_errors() {
+        let url = "https://sse.example.com/stream?token=s3cret";
+        let c = config(&[("FLAGS_TABLE", "f"), ("EVENT_STREAM_URL", url)]).expect("valid");
+        assert_eq!(c.event_stream_url.as_deref(), Some(url));
+        assert_eq!(config(&[("FLAGS_TABLE", "f")]).expect("valid").event_stream_url, None);
+        let long = format!("https://h/{}", "a".repeat(2048));
+        for bad in
+            ["/relative?token=s3cret", "ftp://h/s3cret", "https://", "https:///s3cret", "https://h/a b s3cret", &long]
+        {
+            let err = config(&[("FLAGS_TABLE", "f"), ("EVENT_STREAM_URL", bad)]).expect_err(bad).to_string();
+            assert!(err.contains("EVENT_STREAM_URL") && !err.contains("s3cret") && !err.contains("aaaa"), "{err}");
+        }
     }
 
     /// The largest values the checks let through leave the cache's time arithmetic in
