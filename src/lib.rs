@@ -59,7 +59,8 @@
 //! - [`lambda`] — function URL, direct-invoke and DynamoDB Streams events, the runtime
 //!   loop, and the internal extension that runs the after-response phase. Imports
 //!   `api`, `app`, `freshness`.
-//! - [`server`] — the same routes as a local HTTP server (`make run`). Imports `api`, `app`.
+//! - [`server`] — the same routes as a local HTTP server (`make run`), plus the OFREP change
+//!   stream (`server/sse.rs`). Imports `api`, `app`, `changes`.
 //! - [`ctl`] — `flagctl`, the safe write path: validate, diff, apply, audit, explain.
 //!   Imports `flag`, `eval`, `store`, `bucket`, `freshness` (to bump the manifest).
 #![deny(missing_docs)]
