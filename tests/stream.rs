@@ -319,6 +319,23 @@ fn bad_refetch_parameters_are_400_parse_errors_that_do_not_repeat_the_value() {
     assert_eq!(server.bulk("?flagConfigLastModified=2026-02-20T21:28:18Z&flagConfigEtag=x").0, 200);
 }
 
+#[test]
+fn a_cross_origin_reconnect_with_last_event_id_passes_its_preflight() {
+    let flags = Flags::new("preflight");
+    let server = Server::start(&flags, &[], Duration::from_secs(15));
+    let mut tcp = TcpStream::connect(server.addr).expect("connect");
+    let preflight = "OPTIONS /ofrep/v1/stream HTTP/1.1\r\nHost: test\r\nOrigin: https://app.example\r\n\
+                     Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: last-event-id\r\n\r\n";
+    tcp.write_all(preflight.as_bytes()).expect("send");
+    let mut reply = Stream { tcp, text: String::new() };
+    assert!(reply.wait_for("\r\n\r\n", 1, Duration::from_secs(5)), "{}", reply.text);
+    let head = reply.text.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+    let allowed = head.lines().find(|l| l.starts_with("access-control-allow-headers:")).unwrap_or_default();
+    assert!(allowed.contains("last-event-id"), "{head}");
+}
+
 /// `POST /ofrep/v1/evaluate/flags?query` straight through the API (no server, so no
 /// watcher: only the re-check can notice an edit).
 async fn bulk_direct(app: &App, query: &str) -> Value {

@@ -25,6 +25,8 @@ use crate::changes::Version;
 
 /// The longest one stream stays open before the client is asked to reconnect.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(600);
+/// What a preflight for the stream allows: the API's own, and what SSE clients send.
+const PREFLIGHT_HEADERS: &str = "Content-Type, Authorization, If-None-Match, X-Api-Key, Last-Event-ID, Cache-Control";
 /// The reconnection delay suggested to clients (`retry:`), milliseconds.
 const RETRY_MS: u32 = 1000;
 
@@ -32,8 +34,13 @@ const RETRY_MS: u32 = 1000;
 /// for another method.
 pub(super) fn respond(app: &App, method: &str, headers: &HeaderMap) -> axum::response::Response {
     if method == "OPTIONS" {
+        // A browser reconnecting from another origin sends `Last-Event-ID`, which is not
+        // a CORS-safelisted header: its preflight must be allowed.
         let mut out = plain(StatusCode::NO_CONTENT, "");
-        out.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+        let headers = out.headers_mut();
+        headers.insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(PREFLIGHT_HEADERS));
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
         return out;
     }
     if method != "GET" {
