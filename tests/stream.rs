@@ -108,9 +108,14 @@ impl Server {
 
     /// Opens the stream; returns the socket, after the response head.
     fn open(&self, last_event_id: Option<&str>) -> Stream {
+        self.open_uri("/ofrep/v1/stream", last_event_id)
+    }
+
+    /// Opens the stream at `uri` (path and query).
+    fn open_uri(&self, uri: &str, last_event_id: Option<&str>) -> Stream {
         let mut tcp = TcpStream::connect(self.addr).expect("connect");
         let id = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
-        let request = format!("GET /ofrep/v1/stream HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n{id}\r\n");
+        let request = format!("GET {uri} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n{id}\r\n");
         tcp.write_all(request.as_bytes()).expect("send");
         Stream { tcp, text: String::new() }
     }
@@ -189,11 +194,11 @@ fn bulk_responses_advertise_the_stream_and_the_configuration_version() {
     let streams = body["eventStreams"].as_array().expect("eventStreams");
     assert_eq!(streams.len(), 1);
     assert_eq!(streams[0]["type"], "sse");
-    assert_eq!(streams[0]["endpoint"]["requestUri"], "/ofrep/v1/stream");
     assert!(streams[0].get("url").is_none(), "exactly one of url and endpoint");
     assert_eq!(streams[0]["inactivityDelaySec"], 120);
     let etag = body["metadata"]["flagConfigEtag"].as_str().expect("metadata.flagConfigEtag");
     assert!(etag.starts_with('f'), "{etag}");
+    assert_eq!(streams[0]["endpoint"]["requestUri"], format!("/ofrep/v1/stream?since={etag}"));
     assert_eq!(body["metadata"]["flagConfigLastModified"], 1_700_000_001);
 
     // Streams off: nothing advertised, and the path is an unknown route.
@@ -266,6 +271,35 @@ fn last_event_id_replays_what_a_client_missed() {
     let mut invalid = server.open(Some("é-not-an-id"));
     assert!(invalid.wait_for("refetchEvaluation", 1, Duration::from_secs(2)), "{}", invalid.text);
     assert!(invalid.text.starts_with("HTTP/1.1 200"), "{}", invalid.text);
+}
+
+/// A change between a client's bulk fetch and its stream opening is not lost: the
+/// advertised URI names the version the client has.
+#[test]
+fn a_stream_opened_after_a_change_is_told_at_once_through_since() {
+    let mut flags = Flags::new("since");
+    let server = Server::start(&flags, &[], Duration::from_secs(15));
+    let (_, fetched) = server.bulk("");
+    let uri = fetched["eventStreams"][0]["endpoint"]["requestUri"].as_str().expect("requestUri").to_owned();
+    let old = fetched["metadata"]["flagConfigEtag"].as_str().expect("etag").to_owned();
+    // Not yet changed: nothing at once.
+    let mut early = server.open_uri(&uri, None);
+    assert!(early.wait_for("flagfn change stream", 1, Duration::from_secs(5)), "{}", early.text);
+    assert!(!early.wait_for("refetchEvaluation", 1, Duration::from_millis(400)), "{}", early.text);
+    // The flags change before this client's stream opens.
+    flags.set(false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.bulk("").1["metadata"]["flagConfigEtag"] == old.as_str() {
+        assert!(Instant::now() < deadline, "the edit was never seen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut late = server.open_uri(&uri, None);
+    assert!(late.wait_for("refetchEvaluation", 1, Duration::from_secs(2)), "{}", late.text);
+    // A `Last-Event-ID` (a reconnect) says more recently what the client has, and wins.
+    let current = late.messages()[0]["etag"].as_str().expect("etag").to_owned();
+    let mut reconnect = server.open_uri(&uri, Some(&current));
+    assert!(reconnect.wait_for("flagfn change stream", 1, Duration::from_secs(5)));
+    assert!(!reconnect.wait_for("refetchEvaluation", 1, Duration::from_millis(400)), "{}", reconnect.text);
 }
 
 #[test]

@@ -125,7 +125,7 @@ pub async fn evaluate_bulk(app: &App, request: &Request<'_>) -> Response {
     let bulk = Bulk {
         flags: outcomes.iter().map(Item::new).collect(),
         metadata: refetch::set_metadata(version.as_deref()),
-        event_streams: refetch::event_streams(&app.changes),
+        event_streams: refetch::event_streams(&app.changes, version.as_deref()),
     };
     // Plain JSON whatever the transport: the ETag is over this text.
     let response = json(BodyEncoding::Json, 200, &bulk);

@@ -6,10 +6,13 @@
 use serde::Serialize;
 
 use super::ApiError;
-use crate::changes::{Advert, Changes, Claim};
+use crate::changes::{Advert, Changes, Claim, Version};
 
 /// Where the local server serves the change stream.
 pub const STREAM_PATH: &str = "/ofrep/v1/stream";
+/// The stream's query parameter naming the version a client last fetched; a
+/// `Last-Event-ID` header, when sent, says the same more recently and wins.
+pub const SINCE: &str = "since";
 /// What bulk responses advertise as `inactivityDelaySec`: the protocol's own default,
 /// stated so clients need not assume it.
 pub const INACTIVITY_DELAY_SEC: u32 = 120;
@@ -88,20 +91,28 @@ pub(super) struct EventStream<'a> {
 #[derive(Serialize)]
 struct Endpoint {
     #[serde(rename = "requestUri")]
-    request_uri: &'static str,
+    request_uri: String,
 }
 
-/// The stream to advertise, when there is one.
-pub(super) fn event_streams(changes: &Changes) -> Option<[EventStream<'_>; 1]> {
+/// The stream to advertise, when there is one. This server's own carries `since=`, the
+/// version the answer was computed from, so a client whose stream opens only after a
+/// later change (or that connects from a cached answer) is told at once.
+pub(super) fn event_streams<'a>(changes: &'a Changes, version: Option<&Version>) -> Option<[EventStream<'a>; 1]> {
     let (endpoint, url) = match changes.advertised()? {
-        Advert::Here => (Some(Endpoint { request_uri: STREAM_PATH }), None),
+        Advert::Here => {
+            let request_uri = match version {
+                Some(v) => format!("{STREAM_PATH}?{SINCE}={}", v.id),
+                None => STREAM_PATH.to_owned(),
+            };
+            (Some(Endpoint { request_uri }), None)
+        }
         Advert::Url(url) => (None, Some(url)),
     };
     Some([EventStream { kind: "sse", endpoint, url, inactivity_delay_sec: INACTIVITY_DELAY_SEC }])
 }
 
 /// The metadata for `version`, if one is known.
-pub(super) fn set_metadata(version: Option<&crate::changes::Version>) -> Option<SetMetadata<'_>> {
+pub(super) fn set_metadata(version: Option<&Version>) -> Option<SetMetadata<'_>> {
     version.map(|v| SetMetadata { etag: &v.id, last_modified: v.last_modified })
 }
 

@@ -191,7 +191,7 @@ pub async fn shutdown_signal() {
 async fn dispatch(app: Arc<App>, request: axum::extract::Request, body_timeout: Duration) -> axum::response::Response {
     let (parts, body) = request.into_parts();
     if parts.uri.path() == api::refetch::STREAM_PATH && app.changes.served() {
-        return sse::respond(&app, parts.method.as_str(), &parts.headers);
+        return sse::respond(&app, parts.method.as_str(), parts.uri.query().unwrap_or(""), &parts.headers);
     }
     let body = if body.is_end_stream() {
         axum::body::Bytes::new() // a GET: nothing to collect

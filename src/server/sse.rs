@@ -20,6 +20,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use hyper::body::Frame;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
+use crate::api;
 use crate::app::App;
 use crate::changes::Version;
 
@@ -32,7 +33,7 @@ const RETRY_MS: u32 = 1000;
 
 /// The answer to a request for the stream: the stream itself, `503` at the cap, `405`
 /// for another method.
-pub(super) fn respond(app: &App, method: &str, headers: &HeaderMap) -> axum::response::Response {
+pub(super) fn respond(app: &App, method: &str, query: &str, headers: &HeaderMap) -> axum::response::Response {
     if method == "OPTIONS" {
         // A browser reconnecting from another origin sends `Last-Event-ID`, which is not
         // a CORS-safelisted header: its preflight must be allowed.
@@ -53,12 +54,19 @@ pub(super) fn respond(app: &App, method: &str, headers: &HeaderMap) -> axum::res
         out.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return out;
     };
-    // An id that is not the current version's (unknown, malformed, not text) means the
-    // client missed something: it is told at once. No id: a new client, just fetched.
-    let last_event_id = headers.get("last-event-id").map(|v| v.to_str().unwrap_or(""));
+    // The version the client last heard of: `Last-Event-ID` (a reconnect), else `since`
+    // (the version its bulk answer advertised). One that is not current (older, unknown,
+    // malformed, not text) means it missed something: it is told at once. Neither: a
+    // client with nothing to compare, told of the next change.
+    let last_event_id = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("").to_owned());
+    let since = || {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == api::refetch::SINCE)
+            .map(|(_, v)| v.into_owned())
+    };
     let mut updates = app.changes.subscribe();
     let current = updates.borrow_and_update().clone();
-    let first = match (last_event_id, current) {
+    let first = match (last_event_id.or_else(since), current) {
         (Some(id), Some(version)) if id != version.id => Some(message(&version)),
         _ => None,
     };
