@@ -532,3 +532,47 @@ fn flagctl_set_reaches_an_open_change_stream_as_the_manifest_version() {
     assert!(!server.enabled("streamed"), "the re-fetch after the message sees the change");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// In Lambda (no stream served there), a bulk re-fetch naming a newer manifest version
+/// (`flagConfigEtag=m2`, as a stream served elsewhere announces it) reads the manifest
+/// before answering, so it sees the change at once rather than after the window (60 s
+/// here) and the TTL (300 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn in_lambda_a_refetch_naming_a_newer_version_reads_the_manifest_first() {
+    let moto = shared_moto();
+    let tables = Tables::new(&moto.endpoint()).await;
+    let dir = std::env::temp_dir().join(unique_name("fr-refetch"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let doc = json!({"key": "refetched", "enabled": true, "rollout_percentage": 100});
+    std::fs::write(dir.join("refetched.json"), doc.to_string()).expect("flag file");
+    tables.flagctl(&["apply", dir.to_str().expect("path")]);
+    let config = table_config(&tables.flags, &[("CACHE_TTL_SECONDS", "300"), ("FRESHNESS_SECONDS", "60")]);
+    let store = DynamoDbStore::with_timeout(tables.client.clone(), &tables.flags, RELAXED_STORE_TIMEOUT);
+    let app = App::new(Arc::new(store), None, &config, Clock::system())
+        .with_manifest(tables.manifest_store(&tables.manifest));
+    let event = |query: &str| {
+        let text = include_str!("../events/url-evaluate-post.json");
+        let mut event: Value = serde_json::from_str(text).expect("event");
+        event["rawPath"] = json!("/ofrep/v1/evaluate/flags");
+        event["requestContext"]["http"]["path"] = json!("/ofrep/v1/evaluate/flags");
+        event["rawQueryString"] = json!(query);
+        event["body"] = json!(r#"{"context":{"targetingKey":"user-1"}}"#);
+        event.to_string()
+    };
+    let value = |answer: String| -> Value {
+        let answer: Value = serde_json::from_str(&answer).expect("answer");
+        let body: Value = serde_json::from_str(answer["body"].as_str().expect("body")).expect("body JSON");
+        assert!(body.get("eventStreams").is_none(), "Lambda serves no stream: {body}");
+        body["flags"][0]["value"].clone()
+    };
+    app.after_response().await; // the first manifest read: version 1
+    assert_eq!(value(flagfn::lambda::invoke(&app, &event(""), "r1").await), json!(true));
+    tables.flagctl(&["set", "refetched", "enabled=false", "-m", "incident"]);
+    // An old version changes nothing (the window and the TTL rule)...
+    assert_eq!(value(flagfn::lambda::invoke(&app, &event("flagConfigEtag=m1"), "r2").await), json!(true));
+    // ...the announced one is looked for first.
+    let started = Instant::now();
+    assert_eq!(value(flagfn::lambda::invoke(&app, &event("flagConfigEtag=m2"), "r3").await), json!(false));
+    eprintln!("re-fetch naming m2 answered with the change in {} ms", started.elapsed().as_millis());
+    let _ = std::fs::remove_dir_all(dir);
+}
