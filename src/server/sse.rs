@@ -34,45 +34,41 @@ const RETRY_MS: u32 = 1000;
 /// The answer to a request for the stream: the stream itself, `503` at the cap, `405`
 /// for another method.
 pub(super) fn respond(app: &App, method: &str, query: &str, headers: &HeaderMap) -> axum::response::Response {
-    if method == "OPTIONS" {
-        // A browser reconnecting from another origin sends `Last-Event-ID`, which is not
-        // a CORS-safelisted header: its preflight must be allowed.
-        let mut out = plain(StatusCode::NO_CONTENT, "");
-        let headers = out.headers_mut();
-        headers.insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
-        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(PREFLIGHT_HEADERS));
-        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
-        return out;
+    match method {
+        "GET" => open(app, query, headers),
+        "OPTIONS" => preflight(),
+        _ => {
+            let mut out = plain(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed; use GET"}"#);
+            out.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+            out
+        }
     }
-    if method != "GET" {
-        let mut out = plain(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method not allowed; use GET"}"#);
-        out.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
-        return out;
-    }
+}
+
+/// A browser reconnecting from another origin sends `Last-Event-ID`, which is not a
+/// CORS-safelisted header: its preflight must be allowed.
+fn preflight() -> axum::response::Response {
+    let mut out = plain(StatusCode::NO_CONTENT, "");
+    let headers = out.headers_mut();
+    headers.insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(PREFLIGHT_HEADERS));
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    out
+}
+
+/// Opens a stream, if a slot is free.
+fn open(app: &App, query: &str, headers: &HeaderMap) -> axum::response::Response {
     let Some(slot) = app.changes.open_stream() else {
         let mut out = plain(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"too many change streams are open"}"#);
         out.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return out;
     };
-    // The version the client last heard of: `Last-Event-ID` (a reconnect), else `since`
-    // (the version its bulk answer advertised). One that is not current (older, unknown,
-    // malformed, not text) means it missed something: it is told at once. Neither: a
-    // client with nothing to compare, told of the next change.
-    let last_event_id = headers.get("last-event-id").map(|v| v.to_str().unwrap_or("").to_owned());
-    let since = || {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(name, _)| name == api::refetch::SINCE)
-            .map(|(_, v)| v.into_owned())
-    };
     let mut updates = app.changes.subscribe();
     let current = updates.borrow_and_update().clone();
-    let first = match (last_event_id.or_else(since), current) {
-        (Some(id), Some(version)) if id != version.id => Some(message(&version)),
-        _ => None,
-    };
     let mut opening = format!("retry: {RETRY_MS}\n: flagfn change stream\n\n").into_bytes();
-    if let Some(first) = first {
-        opening.extend_from_slice(&first);
+    match (last_heard_of(query, headers), current) {
+        (Some(id), Some(version)) if id != version.id => opening.extend_from_slice(&message(&version)),
+        _ => {}
     }
     let feed = Feed {
         opening: Some(Bytes::from(opening)),
@@ -88,6 +84,19 @@ pub(super) fn respond(app: &App, method: &str, query: &str, headers: &HeaderMap)
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     out
+}
+
+/// The version the client last heard of: `Last-Event-ID` (a reconnect), else `since`
+/// (the version its bulk answer advertised). One that is not current (older, unknown,
+/// malformed, not text) means it missed something, and it is told at once; `None`: a
+/// client with nothing to compare, told of the next change.
+fn last_heard_of(query: &str, headers: &HeaderMap) -> Option<String> {
+    match headers.get("last-event-id") {
+        Some(id) => Some(id.to_str().unwrap_or("").to_owned()),
+        None => form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == api::refetch::SINCE)
+            .map(|(_, v)| v.into_owned()),
+    }
 }
 
 fn plain(status: StatusCode, body: &'static str) -> axum::response::Response {
