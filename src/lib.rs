@@ -13,7 +13,7 @@
 //!               freshness ──► cache, store      metrics ──► events
 //!               changes ──► freshness, cache
 //! the app       app ──► resolve, cache, freshness, changes, events, metrics, eval, outcome
-//! edges         api ──► app     lambda, server ──► api, app     ctl ──► flag, eval, store, freshness
+//! edges         api ──► app     lambda, lambda_stream, server ──► api, app     ctl ──► flag, eval, store, freshness
 //! ```
 //!
 //! - [`bucket`] — the MD5 bucketing formulas (docs/flag-format.md). A leaf: imports nothing.
@@ -59,6 +59,8 @@
 //! - [`lambda`] — function URL, direct-invoke and DynamoDB Streams events, the runtime
 //!   loop, and the internal extension that runs the after-response phase. Imports
 //!   `api`, `app`, `freshness`.
+//! - [`lambda_stream`] — the change stream as a streaming Lambda function
+//!   (`LAMBDA_ROLE=stream`). Imports `api`, `app`, `changes`.
 //! - [`server`] — the same routes as a local HTTP server (`make run`), plus the OFREP change
 //!   stream (`server/sse.rs`). Imports `api`, `app`, `changes`.
 //! - [`ctl`] — `flagctl`, the safe write path: validate, diff, apply, audit, explain.
@@ -79,6 +81,7 @@ pub mod events;
 pub mod flag;
 pub mod freshness;
 pub mod lambda;
+pub mod lambda_stream;
 pub mod metrics;
 pub mod outcome;
 pub mod resolve;

@@ -92,7 +92,10 @@ async fn run(config: Config) -> Result<(), Error> {
     }
     let app = Arc::new(app);
     if config.lambda_runtime_api.is_some() {
-        return flagfn::lambda::run(app).await;
+        return match config.lambda_role {
+            flagfn::config::LambdaRole::Api => flagfn::lambda::run(app).await,
+            flagfn::config::LambdaRole::Stream => flagfn::lambda_stream::run(app).await,
+        };
     }
     let listener = tokio::net::TcpListener::bind(config.bind_addr).await?;
     flagfn::server::print_banner(&config, &flags, listener.local_addr()?);

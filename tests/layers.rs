@@ -24,6 +24,7 @@ const ORDER: &[&str] = &[
     "app",
     "api",
     "lambda",
+    "lambda_stream",
     "server",
     "ctl",
 ];

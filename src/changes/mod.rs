@@ -61,6 +61,19 @@ pub struct Version {
     pub last_modified: u64,
 }
 
+impl Version {
+    /// This version as one OFREP `refetchEvaluation` message: the id is also the `etag`
+    /// (ids are ours, `f…` / `m…`: nothing to escape).
+    pub fn sse_message(&self) -> Vec<u8> {
+        format!(
+            "id: {id}\nevent: message\ndata: {{\"type\":\"refetchEvaluation\",\"etag\":\"{id}\",\"lastModified\":{at}}}\n\n",
+            id = self.id,
+            at = self.last_modified
+        )
+        .into_bytes()
+    }
+}
+
 /// What a client says it has heard of (`flagConfigEtag`, `flagConfigLastModified`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claim {

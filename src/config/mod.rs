@@ -219,6 +219,17 @@ pub struct Config {
     /// server's own (`EVENT_STREAM_URL`; in Lambda, the only way one is advertised).
     /// Treated as a secret: never logged, never in an error.
     pub event_stream_url: Option<String>,
+    /// What a Lambda function of this binary serves (`LAMBDA_ROLE`).
+    pub lambda_role: LambdaRole,
+}
+
+/// What a Lambda function of this binary serves (`LAMBDA_ROLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LambdaRole {
+    /// The API (`api`, the default).
+    Api,
+    /// The change stream, behind a function URL in `RESPONSE_STREAM` mode (`stream`).
+    Stream,
 }
 
 /// Range of `SERVER_MAX_CONNECTIONS`: each connection is a file descriptor, so past the
@@ -307,6 +318,14 @@ impl Config {
             server_max_connections,
             stream_max_clients,
             event_stream_url: stream_url(&get)?,
+            lambda_role: match get("LAMBDA_ROLE").as_deref().map(str::trim) {
+                None | Some("api") => LambdaRole::Api,
+                Some("stream") => LambdaRole::Stream,
+                Some(other) => {
+                    let why = "expected api or stream".to_owned();
+                    return Err(ConfigError::Invalid { name: "LAMBDA_ROLE", value: other.to_owned(), why });
+                }
+            },
         })
     }
 }
@@ -496,6 +515,15 @@ mod tests {
         // A small connection cap lowers the default too, rather than failing start-up.
         let small = config(&[("FLAGS_FILE", "f.json"), ("SERVER_MAX_CONNECTIONS", "16")]).expect("valid");
         assert_eq!(small.stream_max_clients, 12);
+    }
+
+    #[test]
+    fn the_lambda_role_is_api_or_stream() {
+        assert_eq!(config(&[("FLAGS_TABLE", "f")]).expect("valid").lambda_role, LambdaRole::Api);
+        let stream = config(&[("FLAGS_TABLE", "f"), ("LAMBDA_ROLE", "stream")]).expect("valid");
+        assert_eq!(stream.lambda_role, LambdaRole::Stream);
+        let err = config(&[("FLAGS_TABLE", "f"), ("LAMBDA_ROLE", "both")]).expect_err("bad").to_string();
+        assert!(err.contains("LAMBDA_ROLE") && err.contains("api or stream"), "{err}");
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn open(app: &App, query: &str, headers: &HeaderMap) -> axum::response::Response
     let current = updates.borrow_and_update().clone();
     let mut opening = format!("retry: {RETRY_MS}\n: flagfn change stream\n\n").into_bytes();
     match (last_heard_of(query, headers), current) {
-        (Some(id), Some(version)) if id != version.id => opening.extend_from_slice(&message(&version)),
+        (Some(id), Some(version)) if id != version.id => opening.extend_from_slice(&version.sse_message()),
         _ => {}
     }
     let feed = Feed {
@@ -109,17 +109,6 @@ fn plain(status: StatusCode, body: &'static str) -> axum::response::Response {
     out
 }
 
-/// One `refetchEvaluation` message for `version`.
-pub fn message(version: &Version) -> Vec<u8> {
-    // Ids are ours (`f…`, `m…`): no quotes, backslashes or newlines to escape.
-    format!(
-        "id: {id}\nevent: message\ndata: {{\"type\":\"refetchEvaluation\",\"etag\":\"{id}\",\"lastModified\":{at}}}\n\n",
-        id = version.id,
-        at = version.last_modified
-    )
-    .into_bytes()
-}
-
 /// One stream's state between frames.
 struct Feed {
     opening: Option<Bytes>,
@@ -146,7 +135,7 @@ impl Feed {
             changed = self.updates.changed() => {
                 changed.ok()?;
                 let version = self.updates.borrow_and_update().clone()?;
-                Bytes::from(message(&version))
+                Bytes::from(version.sse_message())
             }
             () = tokio::time::sleep(self.heartbeat) => Bytes::from_static(b":\n\n"),
         };
