@@ -188,3 +188,39 @@ fn a_streaming_invocation_announces_an_edit_and_ends_before_its_deadline() {
     assert!(lock(&shared).0.errors.is_empty(), "{:?}", lock(&shared).0.errors);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Reads a streamed response's body to the end (the handler, called directly).
+async fn body_text(mut body: lambda_runtime::streaming::Body) -> String {
+    let mut text = Vec::new();
+    while let Some(Ok(frame)) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        if let Ok(data) = frame.into_data() {
+            text.extend_from_slice(&data);
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[tokio::test]
+async fn other_paths_and_methods_get_a_clear_error_not_a_stream() {
+    let flags = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/api_flags.json");
+    let vars = [("FLAGS_FILE", flags.to_string_lossy().into_owned())];
+    let config = flagfn::config::Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()))
+        .expect("config");
+    let store = Arc::new(flagfn::store::FileStore::open(&flags).expect("flags"));
+    let app = Arc::new(flagfn::app::App::new(store, None, &config, flagfn::clock::Clock::system()));
+    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64 + 60_000;
+    for (method, path, status, text) in [
+        ("POST", "/ofrep/v1/stream", 405, "method not allowed"),
+        ("GET", "/evaluate", 404, "no such route"),
+        ("GET", "", 404, "no such route"),
+    ] {
+        let event = json!({"rawPath": path, "requestContext": {"http": {"method": method}}});
+        let response = flagfn::lambda_stream::respond(app.clone(), &event, deadline);
+        assert_eq!(response.metadata_prelude.status_code.as_u16(), status, "{method} {path}");
+        let body = tokio::time::timeout(Duration::from_secs(5), body_text(response.stream)).await.expect("ends");
+        assert!(body.contains(text), "{method} {path}: {body}");
+    }
+    // An event that is not a function URL event at all: the same, never a panic.
+    let response = flagfn::lambda_stream::respond(app, &json!(["not", "an", "object"]), deadline);
+    assert_eq!(response.metadata_prelude.status_code.as_u16(), 404);
+}
