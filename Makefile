@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CARGO  ?= cargo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-arm64 test-rust test-template test-events test-rie rie-release test-interop test-cost cost bench loadtest lint build venv clean
+.PHONY: run test test-arm64 test-rust test-template test-events test-rie rie-release test-interop test-webclient test-streams test-cost cost bench loadtest lint build venv clean
 
 # Project-local Python tools (moto, cargo-lambda, cfn-lint, SAM CLI, the OpenFeature SDK),
 # pinned in scripts/requirements.txt. Git-ignored; rebuilt when the requirements change.
@@ -19,6 +19,14 @@ $(VENV)/.installed: scripts/requirements.txt
 
 venv: $(VENV)/.installed
 
+# OpenFeature's web SDK and OFREP web provider (npm), pinned by tests/webclient's
+# package-lock.json, installed into tests/webclient/node_modules (git-ignored).
+WEBCLIENT := tests/webclient
+$(WEBCLIENT)/node_modules/.installed: $(WEBCLIENT)/package.json $(WEBCLIENT)/package-lock.json
+	@echo "== installing the OpenFeature web client into $(WEBCLIENT)/node_modules"
+	cd $(WEBCLIENT) && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
 ## make run — the function as a local server on 127.0.0.1:3000 over examples/flags.json,
 ## events to events.jsonl. No AWS account needed.
 run:
@@ -29,8 +37,9 @@ run:
 ## make test — everything, on a fresh machine: installs its tools, then unit, property,
 ## golden and integration tests (moto started by the tests themselves), the template
 ## lint, every sample event through `cargo lambda invoke` and through AWS's Runtime
-## Interface Emulator (with Kinesis), and the OpenFeature interop.
-test: venv test-rust test-arm64 test-template test-events test-rie test-interop test-cost
+## Interface Emulator (with Kinesis), the OpenFeature interop (Python SDK, and the web
+## SDK seeing a flags-file edit through the change stream), and the bucketing MD5 on arm64.
+test: venv test-rust test-arm64 test-template test-events test-rie test-interop test-webclient test-streams test-cost
 	@echo "== all tests passed"
 
 test-rust: venv
@@ -64,6 +73,16 @@ rie-release: venv
 test-interop: venv test-rust
 	$(PY) tests/interop/test_ofrep.py --binary target/debug/flagfn
 
+## OpenFeature's web provider on the local server: a flags-file edit arrives as
+## ConfigurationChanged through the change stream (prints the time it took).
+test-webclient: $(WEBCLIENT)/node_modules/.installed test-rust
+	node $(WEBCLIENT)/ofrep_stream.mjs --binary target/debug/flagfn
+
+## 10,000 clients on the local server's change stream: resident memory per client
+## (fails over the stated 32 KiB), one edit's fan-out, shutdown (docs/performance.md).
+test-streams: test-rust
+	python3 scripts/stream_clients.py --binary target/debug/flagfn --clients 10000
+
 ## make cost — US dollars per million evaluations at 1, 100 and 10,000 requests/s, from
 ## the measured figures and prices in scripts/cost_inputs.json (docs/cost.md).
 cost:
@@ -91,4 +110,4 @@ build:
 	$(CARGO) build --release --bin flagfn
 
 clean:
-	rm -rf target $(VENV) .tools
+	rm -rf target $(VENV) .tools $(WEBCLIENT)/node_modules

@@ -65,6 +65,29 @@ fn handler(c: &mut Criterion) {
             })
         })
     });
+    // OFREP bulk (every flag): what every bulk request pays for change detection (the
+    // empty query's check, the version read, `metadata`), without a claim (a claim newer
+    // than the configuration costs a look; its bounds are tested, not benched).
+    let bulk: Vec<String> = users
+        .iter()
+        .map(|u| {
+            let mut event: Value =
+                serde_json::from_str(&url_event(&json!({"context": {"targetingKey": u}}))).expect("event JSON");
+            event["rawPath"] = json!("/ofrep/v1/evaluate/flags");
+            event["requestContext"]["http"]["path"] = json!("/ofrep/v1/evaluate/flags");
+            event.to_string()
+        })
+        .collect();
+    let answer: Value = serde_json::from_str(&ready(flagfn::lambda::invoke(&app, &bulk[0], "warm"))).expect("JSON");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    group.bench_function("url_ofrep_bulk_100_flags", |b| {
+        b.iter_custom(|iters| {
+            time_with_flushes(iters, &app.events, || {
+                i = (i + 1) % bulk.len();
+                black_box(ready(flagfn::lambda::invoke(&app, black_box(&bulk[i]), "bench")).len());
+            })
+        })
+    });
     group.finish();
 }
 

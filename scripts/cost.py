@@ -25,6 +25,10 @@ Model (one line per component; docs/cost.md explains each):
 - CloudWatch Logs: one EMF emit per environment per METRICS_INTERVAL_MS, plus Lambda's
   own per-invocation platform lines (an estimate), which the template's default
   PlatformLogLevel (WARN) does not write.
+
+And, per web client per month: polling the bulk route, against holding a change stream
+open on a streaming Lambda function (billed Duration for every second it is open, one
+invocation per `stream_function_timeout_s`, one manifest read per second).
 """
 
 import json
@@ -127,9 +131,55 @@ def table(i: dict, memory: int) -> str:
     return "\n".join(lines)
 
 
+def client_month(i: dict, memory: int) -> dict:
+    """Dollars per web client per month kept up to date: polling the bulk route every
+    `poll_intervals_s`, or holding a change stream open on a streaming Lambda function
+    (one invocation per connection, billed for as long as it is open)."""
+    month = i["seconds_per_month"]
+    logs_per_request = i["platform_log_bytes_per_invocation"] / GIB * i["cloudwatch_logs_price_per_gb_ingested"]
+    per_poll = (
+        i["lambda_price_per_million_requests"] / MILLION
+        + math.ceil(i["handler_duration_ms_median"]) / 1000 * memory / 1024 * i["lambda_price_per_gb_second_arm64"]
+        + logs_per_request
+    )
+    rows = {f"polling every {s} s": month / s * per_poll for s in i["poll_intervals_s"]}
+    connections = month / i["stream_function_timeout_s"]
+    reads = month / i["stream_manifest_read_interval_s"] * i["dynamodb_read_request_units_per_read"]
+    stream = {
+        "stream: Lambda duration": month * i["stream_function_memory_mb"] / 1024 * i["lambda_price_per_gb_second_arm64"],
+        "stream: Lambda requests (reconnects)": connections / MILLION * i["lambda_price_per_million_requests"],
+        "stream: manifest reads": reads / MILLION * i["dynamodb_price_per_million_read_request_units"],
+        "stream: platform log lines*": connections * logs_per_request,
+    }
+    rows.update(stream)
+    rows["stream: total"] = sum(stream.values())
+    rows["_break_even_s"] = month / (rows["stream: total"] / per_poll)
+    return rows
+
+
+def client_table(i: dict, memory: int) -> str:
+    rows = client_month(i, memory)
+    width = max(len(k) for k in rows) + 2
+    lines = [
+        "A web client kept up to date: US dollars per client per month "
+        f"(polling at {memory} MB; the stream on its own {i['stream_function_memory_mb']} MB function)",
+        "",
+    ]
+    lines += [k.ljust(width) + f"{v:>10.4f}" for k, v in rows.items() if not k.startswith("_")]
+    lines += [
+        "",
+        f"Polling is cheaper than a stream on Lambda unless it polls more often than every "
+        f"{rows['_break_even_s']:.2f} s.",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     inputs = json.loads((ROOT / "scripts" / "cost_inputs.json").read_text())
-    print(table(inputs, memory_mb(ROOT / "template.yaml")))
+    memory = memory_mb(ROOT / "template.yaml")
+    print(table(inputs, memory))
+    print()
+    print(client_table(inputs, memory))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,20 @@ class CostTest(unittest.TestCase):
         # Environments = rate × billed Duration: 10,000/s × 1 ms billed (0.82 ms) = 10.
         self.assertEqual(busy["envs"], 10_000 * math.ceil(inputs["handler_duration_ms_median"]) // 1000)
 
+    def test_a_streaming_client_costs_a_month_of_duration(self):
+        inputs = json.loads((ROOT / "scripts" / "cost_inputs.json").read_text())
+        rows = cost.client_month(inputs, 256)
+        # 128 MB for 2,629,800 s at the arm64 GB-s price: about $4.38 a month.
+        self.assertAlmostEqual(rows["stream: Lambda duration"], 2_629_800 * 0.125 * 0.0000133334, places=6)
+        # One manifest read a second, eventually consistent: 0.5 RRU each.
+        self.assertAlmostEqual(rows["stream: manifest reads"], 2_629_800 * 0.5 / 1e6 * 0.125, places=6)
+        # Polling every 30 s is ~87,660 requests: far cheaper than the stream.
+        self.assertLess(rows["polling every 30 s"] * 50, rows["stream: total"])
+        # At the break-even interval, polling costs what the stream does.
+        polls = inputs["seconds_per_month"] / rows["_break_even_s"]
+        per_poll = rows["polling every 30 s"] / (inputs["seconds_per_month"] / 30)
+        self.assertAlmostEqual(polls * per_poll, rows["stream: total"], places=6)
+
     def test_memory_comes_from_the_template(self):
         self.assertEqual(cost.memory_mb(ROOT / "template.yaml"), 256)
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache::{Cached, FlagCache};
+use crate::changes::Changes;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::eval::{ErrorCode, EvalInput, Evaluation, Evaluator, NoFlags};
@@ -38,6 +39,8 @@ pub struct App {
     pub metrics: Option<Metrics>,
     /// The bucketing flagd flags' `fractional` uses (`FLAGD_FRACTIONAL`).
     pub flagd_fractional: Bucketing,
+    /// The configuration's version and the change streams on it.
+    pub changes: Changes,
 }
 
 impl App {
@@ -52,6 +55,7 @@ impl App {
             max_batch_flags: config.max_batch_flags,
             metrics: None,
             flagd_fractional: config.flagd_fractional,
+            changes: Changes::new(config),
         }
     }
 

@@ -11,8 +11,9 @@
 //! ports         store (FlagStore)      sink (EventSink)
 //! above ports   cache ──► store        resolve ──► cache     events ──► sink, outcome
 //!               freshness ──► cache, store      metrics ──► events
-//! the app       app ──► resolve, cache, freshness, events, metrics, eval, outcome
-//! edges         api ──► app     lambda, server ──► api, app     ctl ──► flag, eval, store, freshness
+//!               changes ──► freshness, cache
+//! the app       app ──► resolve, cache, freshness, changes, events, metrics, eval, outcome
+//! edges         api ──► app     lambda, lambda_stream, server ──► api, app     ctl ──► flag, eval, store, freshness
 //! ```
 //!
 //! - [`bucket`] — the MD5 bucketing formulas (docs/flag-format.md), several at once in SIMD lanes. A leaf: imports nothing.
@@ -54,6 +55,9 @@
 //! - [`metrics`] — CloudWatch metrics as EMF log lines, written after the response from
 //!   the counters the cache, freshness and the event pipeline keep (docs/operations.md); the
 //!   per-flag tally lives in `events`. Imports `config`, `events`.
+//! - [`changes`] — the flag configuration's version (a file's mtime, the manifest's
+//!   version) and the announcement of each new one to change streams (docs/api.md,
+//!   "Change stream"). Imports `cache`, `freshness`, `config`, `clock`.
 //! - [`app`] — `App`, what a warm Lambda keeps, the one evaluation path (cache →
 //!   evaluator → events) every route uses — the evaluator picked per flag, Python-schema
 //!   or flagd — and the after-response phase (the freshness check, the event flush, the
@@ -63,7 +67,10 @@
 //! - [`lambda`] — function URL, direct-invoke and DynamoDB Streams events, the runtime
 //!   loop, and the internal extension that runs the after-response phase. Imports
 //!   `api`, `app`, `freshness`.
-//! - [`server`] — the same routes as a local HTTP server (`make run`). Imports `api`, `app`.
+//! - [`lambda_stream`] — the change stream as a streaming Lambda function
+//!   (`LAMBDA_ROLE=stream`). Imports `api`, `app`, `changes`.
+//! - [`server`] — the same routes as a local HTTP server (`make run`), plus the OFREP change
+//!   stream (`server/sse.rs`). Imports `api`, `app`, `changes`.
 //! - [`ctl`] — `flagctl`, the safe write path: validate, diff, apply, audit, explain.
 //!   Imports `flag`, `eval`, `store`, `bucket`, `freshness` (to bump the manifest).
 #![deny(missing_docs)]
@@ -73,6 +80,7 @@ pub mod app;
 pub mod backoff;
 pub mod bucket;
 pub mod cache;
+pub mod changes;
 pub mod clock;
 pub mod config;
 pub mod ctl;
@@ -82,6 +90,7 @@ pub mod flag;
 pub mod flagd;
 pub mod freshness;
 pub mod lambda;
+pub mod lambda_stream;
 pub mod metrics;
 pub mod outcome;
 pub mod resolve;

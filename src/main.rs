@@ -92,11 +92,16 @@ async fn run(config: Config) -> Result<(), Error> {
     }
     let app = Arc::new(app);
     if config.lambda_runtime_api.is_some() {
-        return flagfn::lambda::run(app).await;
+        return match config.lambda_role {
+            flagfn::config::LambdaRole::Api => flagfn::lambda::run(app).await,
+            flagfn::config::LambdaRole::Stream => flagfn::lambda_stream::run(app).await,
+        };
     }
     let listener = tokio::net::TcpListener::bind(config.bind_addr).await?;
     flagfn::server::print_banner(&config, &flags, listener.local_addr()?);
-    flagfn::server::serve(app, listener, config.events.flush_interval, flagfn::server::shutdown_signal()).await?;
+    let limits = flagfn::server::ServerLimits { max_connections: config.server_max_connections, ..Default::default() };
+    let shutdown = flagfn::server::shutdown_signal();
+    flagfn::server::serve_with(app, listener, config.events.flush_interval, shutdown, limits).await?;
     Ok(())
 }
 

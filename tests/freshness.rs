@@ -520,3 +520,94 @@ fn a_stream_batch_that_loses_the_race_reads_again_and_keeps_both() {
         manifest["changes"].as_array().expect("list").iter().filter_map(|c| c["key"].as_str()).collect();
     assert_eq!(keys, ["b0", "b1", "b2", "a0", "a1"], "every change kept, in the order written");
 }
+
+/// A change recorded in the manifest reaches an open change stream (docs/api.md, "Change
+/// stream") well before the freshness window (60 s here) would, as a message whose id is
+/// the manifest version; the re-fetch it triggers sees the change.
+#[test]
+fn flagctl_set_reaches_an_open_change_stream_as_the_manifest_version() {
+    use std::io::{Read, Write};
+    let moto = shared_moto();
+    let rt = runtime();
+    let tables = rt.block_on(Tables::new(&moto.endpoint()));
+    let dir = std::env::temp_dir().join(unique_name("fr-stream"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let doc = json!({"key": "streamed", "enabled": true, "rollout_percentage": 100});
+    std::fs::write(dir.join("streamed.json"), doc.to_string()).expect("flag file");
+    tables.flagctl(&["apply", dir.to_str().expect("path")]);
+    let config = table_config(&tables.flags, &[("CACHE_TTL_SECONDS", "300"), ("FRESHNESS_SECONDS", "60")]);
+    let store = DynamoDbStore::with_timeout(tables.client.clone(), &tables.flags, RELAXED_STORE_TIMEOUT);
+    let app = App::new(Arc::new(store), None, &config, Clock::system())
+        .with_manifest(tables.manifest_store(&tables.manifest));
+    let server = Server::start(app);
+    assert!(server.enabled("streamed"));
+
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    stream.write_all(b"GET /ofrep/v1/stream HTTP/1.1\r\nHost: test\r\n\r\n").expect("send");
+    stream.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+    let mut text = String::new();
+    let mut read_until = |text: &mut String, want: &str, limit: Duration| {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        while !text.contains(want) && Instant::now() < deadline {
+            if let Ok(n) = stream.read(&mut buf) {
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+        text.contains(want)
+    };
+    assert!(read_until(&mut text, "flagfn change stream", Duration::from_secs(10)), "{text}");
+    let set = Instant::now();
+    tables.flagctl(&["set", "streamed", "enabled=false", "-m", "incident"]);
+    // (A server learns a table's version at its first manifest read, and says so: `m1`.)
+    assert!(read_until(&mut text, r#""etag":"m2""#, Duration::from_secs(20)), "no message for m2: {text}");
+    eprintln!("flagctl set → refetchEvaluation on the stream after {} ms (window 60 s)", set.elapsed().as_millis());
+    assert!(text.contains("id: m2\n"), "the id is the manifest version: {text}");
+    assert!(!server.enabled("streamed"), "the re-fetch after the message sees the change");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// In Lambda (no stream served there), a bulk re-fetch naming a newer manifest version
+/// (`flagConfigEtag=m2`, as a stream served elsewhere announces it) reads the manifest
+/// before answering, so it sees the change at once rather than after the window (60 s
+/// here) and the TTL (300 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn in_lambda_a_refetch_naming_a_newer_version_reads_the_manifest_first() {
+    let moto = shared_moto();
+    let tables = Tables::new(&moto.endpoint()).await;
+    let dir = std::env::temp_dir().join(unique_name("fr-refetch"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let doc = json!({"key": "refetched", "enabled": true, "rollout_percentage": 100});
+    std::fs::write(dir.join("refetched.json"), doc.to_string()).expect("flag file");
+    tables.flagctl(&["apply", dir.to_str().expect("path")]);
+    let config = table_config(&tables.flags, &[("CACHE_TTL_SECONDS", "300"), ("FRESHNESS_SECONDS", "60")]);
+    let store = DynamoDbStore::with_timeout(tables.client.clone(), &tables.flags, RELAXED_STORE_TIMEOUT);
+    let app = App::new(Arc::new(store), None, &config, Clock::system())
+        .with_manifest(tables.manifest_store(&tables.manifest));
+    let event = |query: &str| {
+        let text = include_str!("../events/url-evaluate-post.json");
+        let mut event: Value = serde_json::from_str(text).expect("event");
+        event["rawPath"] = json!("/ofrep/v1/evaluate/flags");
+        event["requestContext"]["http"]["path"] = json!("/ofrep/v1/evaluate/flags");
+        event["rawQueryString"] = json!(query);
+        event["body"] = json!(r#"{"context":{"targetingKey":"user-1"}}"#);
+        event.to_string()
+    };
+    let value = |answer: String| -> Value {
+        let answer: Value = serde_json::from_str(&answer).expect("answer");
+        let body: Value = serde_json::from_str(answer["body"].as_str().expect("body")).expect("body JSON");
+        assert!(body.get("eventStreams").is_none(), "Lambda serves no stream: {body}");
+        body["flags"][0]["value"].clone()
+    };
+    app.after_response().await; // the first manifest read: version 1
+    assert_eq!(value(flagfn::lambda::invoke(&app, &event(""), "r1").await), json!(true));
+    tables.flagctl(&["set", "refetched", "enabled=false", "-m", "incident"]);
+    // An old version changes nothing (the window and the TTL rule)...
+    assert_eq!(value(flagfn::lambda::invoke(&app, &event("flagConfigEtag=m1"), "r2").await), json!(true));
+    // ...the announced one is looked for first.
+    let started = Instant::now();
+    assert_eq!(value(flagfn::lambda::invoke(&app, &event("flagConfigEtag=m2"), "r3").await), json!(false));
+    eprintln!("re-fetch naming m2 answered with the change in {} ms", started.elapsed().as_millis());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -21,9 +21,11 @@ const ORDER: &[&str] = &[
     "freshness",
     "events",
     "metrics",
+    "changes",
     "app",
     "api",
     "lambda",
+    "lambda_stream",
     "server",
     "ctl",
 ];

@@ -24,6 +24,10 @@ pub enum ApiError {
     /// The body is not JSON (400, OFREP `PARSE_ERROR`).
     #[error("{0}")]
     MalformedJson(String),
+    /// A query parameter out of its schema (400, OFREP `PARSE_ERROR`); the text never
+    /// repeats the value.
+    #[error("{0}")]
+    BadParameter(String),
     /// JSON of the wrong shape, or values out of bounds (400).
     #[error("{0}")]
     BadRequest(String),
@@ -68,6 +72,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::PayloadTooLarge => 413,
             ApiError::MalformedJson(_)
+            | ApiError::BadParameter(_)
             | ApiError::BadRequest(_)
             | ApiError::InvalidContext(_)
             | ApiError::TargetingKeyMissing(_) => 400,
@@ -78,7 +83,7 @@ impl ApiError {
     /// The OFREP error code.
     pub fn ofrep_code(&self) -> &'static str {
         match self {
-            ApiError::MalformedJson(_) => ErrorCode::ParseError.as_str(),
+            ApiError::MalformedJson(_) | ApiError::BadParameter(_) => ErrorCode::ParseError.as_str(),
             ApiError::InvalidContext(_) | ApiError::BadRequest(_) => ErrorCode::InvalidContext.as_str(),
             ApiError::TargetingKeyMissing(_) => ErrorCode::TargetingKeyMissing.as_str(),
             ApiError::FlagNotFound(_) => ErrorCode::FlagNotFound.as_str(),

@@ -7,6 +7,7 @@ mod error;
 mod input;
 mod native;
 mod ofrep;
+pub mod refetch;
 
 pub use encode::{encode_body, escape_json_text, BodyEncoding};
 pub use error::ApiError;

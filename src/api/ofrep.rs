@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::encode::json;
 use super::error::{ofrep_status, OfrepError};
 use super::input::{check_flag_key, ofrep_subject, parse_body, OfrepBody};
+use super::refetch;
 use super::{ApiError, BodyEncoding, Request, Response};
 use crate::app::App;
 use crate::eval::{FlagValue, Reason};
@@ -119,12 +120,19 @@ pub async fn evaluate_one(app: &App, request: &Request<'_>, raw_key: &str) -> Re
     json(request.encoding, status, &Item::new(&outcome))
 }
 
-/// Bulk evaluation of every flag, with an `ETag` over the evaluated results.
+/// Bulk evaluation of every flag, with an `ETag` over the evaluated results. A client
+/// re-fetching after a change event names the configuration it heard of; a newer one
+/// than this environment has is looked for first (bounded; see [`crate::changes`]).
 pub async fn evaluate_bulk(app: &App, request: &Request<'_>) -> Response {
-    let subject = match subject(request) {
-        Ok(subject) => subject,
+    let claim = refetch::parse_claim(request.query);
+    let subject = match claim.and_then(|claim| Ok((claim, subject(request)?))) {
+        Ok((claim, subject)) => {
+            app.changes.refresh_if_claimed_newer(&claim, &app.cache, &app.freshness, app.clock.wall()).await;
+            subject
+        }
         Err(error) => return error.ofrep(None),
     };
+    let version = app.changes.latest();
     let outcomes = match app.evaluate_all(&subject).await {
         Ok(outcomes) => outcomes,
         Err(why) => return ApiError::Unavailable(format!("flag store unavailable: {why}")).ofrep(None),
@@ -132,9 +140,18 @@ pub async fn evaluate_bulk(app: &App, request: &Request<'_>) -> Response {
     #[derive(Serialize)]
     struct Bulk<'a> {
         flags: Vec<Item<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metadata: Option<refetch::SetMetadata<'a>>,
+        #[serde(rename = "eventStreams", skip_serializing_if = "Option::is_none")]
+        event_streams: Option<[refetch::EventStream<'a>; 1]>,
     }
+    let bulk = Bulk {
+        flags: outcomes.iter().map(Item::new).collect(),
+        metadata: refetch::set_metadata(version.as_deref()),
+        event_streams: refetch::event_streams(&app.changes, version.as_deref()),
+    };
     // Plain JSON whatever the transport: the ETag is over this text.
-    let response = json(BodyEncoding::Json, 200, &Bulk { flags: outcomes.iter().map(Item::new).collect() });
+    let response = json(BodyEncoding::Json, 200, &bulk);
     if response.status != 200 {
         return response;
     }

@@ -15,7 +15,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use parse::{boolean, events_mode, flagd_fractional, metrics, millis, nonzero, number, parse, seconds};
+use parse::{boolean, events_mode, flagd_fractional, metrics, millis, nonzero, number, parse, seconds, stream_url};
 
 pub use crate::flagd::Bucketing;
 
@@ -219,6 +219,40 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The bucketing of flagd's `fractional` (`FLAGD_FRACTIONAL`, `v2` or `v3`).
     pub flagd_fractional: Bucketing,
+    /// Most connections the local server keeps open (`SERVER_MAX_CONNECTIONS`).
+    pub server_max_connections: usize,
+    /// Most change streams (`/ofrep/v1/stream`) the local server keeps open at once
+    /// (`STREAM_MAX_CLIENTS`; 0: no stream, none advertised).
+    pub stream_max_clients: usize,
+    /// A change stream served elsewhere that bulk responses advertise instead of the local
+    /// server's own (`EVENT_STREAM_URL`; in Lambda, the only way one is advertised).
+    /// Treated as a secret: never logged, never in an error.
+    pub event_stream_url: Option<String>,
+    /// What a Lambda function of this binary serves (`LAMBDA_ROLE`).
+    pub lambda_role: LambdaRole,
+}
+
+/// What a Lambda function of this binary serves (`LAMBDA_ROLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LambdaRole {
+    /// The API (`api`, the default).
+    Api,
+    /// The change stream, behind a function URL in `RESPONSE_STREAM` mode (`stream`).
+    Stream,
+}
+
+/// Range of `SERVER_MAX_CONNECTIONS`: each connection is a file descriptor, so past the
+/// process's open-file limit accepts fail (and are retried) instead.
+pub const SERVER_CONNECTIONS: std::ops::RangeInclusive<usize> = 16..=65_536;
+/// Default `SERVER_MAX_CONNECTIONS`: below the usual 1,024 open-file limit.
+pub const DEFAULT_SERVER_CONNECTIONS: usize = 512;
+/// Default `STREAM_MAX_CLIENTS`: a quarter of the default connection cap.
+pub const DEFAULT_STREAM_CLIENTS: usize = 128;
+
+/// Most `STREAM_MAX_CLIENTS` for a connection cap: each open stream holds a connection,
+/// so three quarters of them at most, leaving ordinary requests the rest.
+pub fn max_stream_clients(server_max_connections: usize) -> usize {
+    server_max_connections / 4 * 3
 }
 
 impl Config {
@@ -276,6 +310,11 @@ impl Config {
             .unwrap_or_else(|| "info".to_owned());
         let metrics = metrics(&get, lambda_runtime_api.is_some())?;
         let flagd_fractional = flagd_fractional(&get)?;
+        let server_max_connections =
+            number(&get, "SERVER_MAX_CONNECTIONS", DEFAULT_SERVER_CONNECTIONS, SERVER_CONNECTIONS)?;
+        let most_streams = max_stream_clients(server_max_connections);
+        let stream_max_clients =
+            number(&get, "STREAM_MAX_CLIENTS", DEFAULT_STREAM_CLIENTS.min(most_streams), 0..=most_streams)?;
         Ok(Config {
             flags,
             cache,
@@ -288,6 +327,17 @@ impl Config {
             log_filter,
             metrics,
             flagd_fractional,
+            server_max_connections,
+            stream_max_clients,
+            event_stream_url: stream_url(&get)?,
+            lambda_role: match get("LAMBDA_ROLE").as_deref().map(str::trim) {
+                None | Some("api") => LambdaRole::Api,
+                Some("stream") => LambdaRole::Stream,
+                Some(other) => {
+                    let why = "expected api or stream".to_owned();
+                    return Err(ConfigError::Invalid { name: "LAMBDA_ROLE", value: other.to_owned(), why });
+                }
+            },
         })
     }
 }
@@ -453,7 +503,7 @@ mod tests {
     /// end, plus the overflowing and non-finite ones that used to panic later.
     #[test]
     fn every_numeric_variable_is_range_checked_at_start_up() {
-        let edges: [(&str, &str, &[&str]); 9] = [
+        let edges: [(&str, &str, &[&str]); 11] = [
             ("CACHE_TTL_SECONDS", "86400", &["86400.5", "1e19", "1e400", "inf", "NaN", "-0.1"]),
             ("NEGATIVE_CACHE_TTL_SECONDS", "86400", &["86401", "1e19", "-1", "NaN"]),
             ("STALE_IF_ERROR_SECONDS", "604800", &["604801", "1e19", "-1", "inf"]),
@@ -463,6 +513,8 @@ mod tests {
             ("EVENTS_BUFFER_MAX", "10000000", &["10000001", "18446744073709551615", "0"]),
             ("EVENTS_FLUSH_INTERVAL_MS", "3600000", &["3600001", "0", "18446744073709551615"]),
             ("EVENTS_SAMPLE_RATE", "1", &["1.0000001", "-0.0001", "NaN", "inf"]),
+            ("STREAM_MAX_CLIENTS", "384", &["385", "-1", "18446744073709551616", "0.5"]),
+            ("SERVER_MAX_CONNECTIONS", "65536", &["65537", "15", "0", "-1"]),
         ];
         for (name, largest, bad) in edges {
             assert!(config(&[("FLAGS_FILE", "f.json"), (name, largest)]).is_ok(), "{name}={largest}");
@@ -474,6 +526,45 @@ mod tests {
         let c = config(&[("FLAGS_FILE", "f.json"), ("CACHE_TTL_SECONDS", "0"), ("STORE_TIMEOUT_MS", "10")]);
         let c = c.expect("the smallest values are accepted");
         assert_eq!((c.cache.ttl, c.store_timeout), (Duration::ZERO, Duration::from_millis(10)));
+    }
+
+    /// The stream cap follows the connection cap: three quarters of it at most.
+    #[test]
+    fn the_stream_cap_is_checked_against_the_connection_cap() {
+        let c =
+            config(&[("FLAGS_FILE", "f.json"), ("SERVER_MAX_CONNECTIONS", "16384"), ("STREAM_MAX_CLIENTS", "12288")]);
+        let c = c.expect("three quarters");
+        assert_eq!((c.server_max_connections, c.stream_max_clients), (16384, 12288));
+        let over = [("FLAGS_FILE", "f.json"), ("SERVER_MAX_CONNECTIONS", "16384"), ("STREAM_MAX_CLIENTS", "12289")];
+        let err = config(&over).expect_err("over").to_string();
+        assert!(err.contains("STREAM_MAX_CLIENTS") && err.contains("0 to 12288"), "{err}");
+        // A small connection cap lowers the default too, rather than failing start-up.
+        let small = config(&[("FLAGS_FILE", "f.json"), ("SERVER_MAX_CONNECTIONS", "16")]).expect("valid");
+        assert_eq!(small.stream_max_clients, 12);
+    }
+
+    #[test]
+    fn the_lambda_role_is_api_or_stream() {
+        assert_eq!(config(&[("FLAGS_TABLE", "f")]).expect("valid").lambda_role, LambdaRole::Api);
+        let stream = config(&[("FLAGS_TABLE", "f"), ("LAMBDA_ROLE", "stream")]).expect("valid");
+        assert_eq!(stream.lambda_role, LambdaRole::Stream);
+        let err = config(&[("FLAGS_TABLE", "f"), ("LAMBDA_ROLE", "both")]).expect_err("bad").to_string();
+        assert!(err.contains("LAMBDA_ROLE") && err.contains("api or stream"), "{err}");
+    }
+
+    #[test]
+    fn event_stream_urls_are_absolute_and_never_shown_in_errors() {
+        let url = "https://sse.example.com/stream?token=s3cret";
+        let c = config(&[("FLAGS_TABLE", "f"), ("EVENT_STREAM_URL", url)]).expect("valid");
+        assert_eq!(c.event_stream_url.as_deref(), Some(url));
+        assert_eq!(config(&[("FLAGS_TABLE", "f")]).expect("valid").event_stream_url, None);
+        let long = format!("https://h/{}", "a".repeat(2048));
+        for bad in
+            ["/relative?token=s3cret", "ftp://h/s3cret", "https://", "https:///s3cret", "https://h/a b s3cret", &long]
+        {
+            let err = config(&[("FLAGS_TABLE", "f"), ("EVENT_STREAM_URL", bad)]).expect_err(bad).to_string();
+            assert!(err.contains("EVENT_STREAM_URL") && !err.contains("s3cret") && !err.contains("aaaa"), "{err}");
+        }
     }
 
     /// The largest values the checks let through leave the cache's time arithmetic in

@@ -147,6 +147,28 @@ fn valid_namespace(namespace: &str) -> bool {
         && namespace.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_/#:".contains(&b))
 }
 
+/// Most characters of `EVENT_STREAM_URL`.
+pub const MAX_STREAM_URL_CHARS: usize = 2048;
+
+/// `EVENT_STREAM_URL`: an absolute `http(s)` URL of printable ASCII. It may carry a
+/// token, so an error names the variable and the rule but never shows the value.
+pub(super) fn stream_url(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = get("EVENT_STREAM_URL") else { return Ok(None) };
+    let url = raw.trim();
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
+    if !host_ok || url.len() > MAX_STREAM_URL_CHARS || !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::Invalid {
+            name: "EVENT_STREAM_URL",
+            value: "(not shown: it may hold a token)".to_owned(),
+            why: format!(
+                "expected an absolute http:// or https:// URL of at most {MAX_STREAM_URL_CHARS} printable ASCII characters"
+            ),
+        });
+    }
+    Ok(Some(url.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,6 +109,9 @@ pub struct Freshness {
     /// A `std` mutex, held only to test and move the window, never across an `.await`.
     window: Mutex<Window>,
     stats: Counters,
+    /// The manifest version whose invalidation has been applied, and its newest change's
+    /// time (ms): what change streams announce. Set only once the cache has been told.
+    applied: Mutex<Option<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for Freshness {
@@ -123,7 +126,7 @@ impl Freshness {
     pub fn new(manifest: Option<Arc<dyn ManifestStore>>, every: Duration, started: SystemTime) -> Self {
         let since = started.checked_sub(FIRST_READ_SLACK).unwrap_or(UNIX_EPOCH);
         let window = Window { due: started, seen: Seen::Since(millis(since)), recheck: Invalidation::Nothing };
-        Freshness { manifest, every, window: Mutex::new(window), stats: Counters::default() }
+        Freshness { manifest, every, window: Mutex::new(window), stats: Counters::default(), applied: Mutex::new(None) }
     }
 
     /// Whether checks run at all (a manifest store and a non-zero window).
@@ -150,6 +153,18 @@ impl Freshness {
             invalidated_keys: s.invalidated_keys.load(Relaxed),
             invalidated_all: s.invalidated_all.load(Relaxed),
         }
+    }
+
+    /// The manifest version last applied to the cache and its newest change's time (ms).
+    pub fn applied(&self) -> Option<(u64, u64)> {
+        *self.applied.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the manifest now, whatever the window (a change stream's look, or a
+    /// client's report of a newer configuration), and starts a new window.
+    pub async fn check_now(&self, cache: &FlagCache, now: SystemTime) {
+        self.window.lock().unwrap_or_else(PoisonError::into_inner).due = now;
+        self.check_if_due(cache, now).await;
     }
 
     /// Reads the manifest if a window has passed since the last read (success or not)
@@ -191,6 +206,8 @@ impl Freshness {
             Invalidation::Everything => drop(self.stats.invalidated_all.fetch_add(1, Relaxed)),
         }
         self.invalidate(cache, &invalidation.and(recheck), now, read.version).await;
+        let newest = read.changes.iter().map(|c| c.at).max().unwrap_or(0);
+        *self.applied.lock().unwrap_or_else(PoisonError::into_inner) = Some((read.version, newest));
     }
 
     /// Applies `invalidation` to `cache`. Changed keys that were cached are

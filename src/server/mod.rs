@@ -28,6 +28,7 @@ use crate::api::{self, BodyEncoding, Method, Request, Response, MAX_BODY_BYTES};
 use crate::app::App;
 
 mod connections;
+mod sse;
 
 pub use connections::ServerLimits;
 
@@ -54,7 +55,11 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let flusher = Flusher::start(app.clone(), flush_interval)?;
     let freshness = app.freshness.enabled().then(|| tokio::spawn(check_freshness_periodically(app.clone())));
+    // The first version is known before the first request (bulk answers carry it).
+    app.changes.look(&app.cache, &app.freshness, app.clock.wall(), false).await;
+    let (changes, shutdown) = watch_changes(app.clone(), shutdown);
     connections::serve_connections(app.clone(), listener, limits, shutdown).await;
+    changes.abort();
     if let Some(task) = freshness {
         task.abort();
     }
@@ -146,6 +151,23 @@ async fn check_freshness_periodically(app: Arc<App>) {
     }
 }
 
+/// The change streams' watcher ([`crate::changes::Changes::watch`]), and `shutdown`
+/// extended to end every open stream first, so streams never hold up the drain.
+fn watch_changes(
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (tokio::task::JoinHandle<()>, impl Future<Output = ()> + Send + 'static) {
+    app.changes.serve();
+    let watcher = app.clone();
+    let task =
+        tokio::spawn(async move { watcher.changes.watch(&watcher.cache, &watcher.freshness, &watcher.clock).await });
+    let shutdown = async move {
+        shutdown.await;
+        app.changes.close_streams();
+    };
+    (task, shutdown)
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -170,6 +192,9 @@ pub async fn shutdown_signal() {
 
 async fn dispatch(app: Arc<App>, request: axum::extract::Request, body_timeout: Duration) -> axum::response::Response {
     let (parts, body) = request.into_parts();
+    if parts.uri.path() == api::refetch::STREAM_PATH && app.changes.served() {
+        return sse::respond(&app, parts.method.as_str(), parts.uri.query().unwrap_or(""), &parts.headers);
+    }
     let body = if body.is_end_stream() {
         axum::body::Bytes::new() // a GET: nothing to collect
     } else {
@@ -271,6 +296,7 @@ Try:
        -d '{{"context":{{"targetingKey":"user-2003"}}}}'
   curl -si -X POST '{base}/ofrep/v1/evaluate/flags' -H 'content-type: application/json' \
        -d '{{"context":{{"targetingKey":"user-2003","country":"US"}}}}'
+  curl -sN '{base}/ofrep/v1/stream'     # then edit the flags file
 "#
     );
 }
