@@ -59,24 +59,10 @@ async fn server_over(proxy: &Proxy, stream: &str) -> (Arc<App>, Captured, String
     let captured = Captured::default();
     let metrics = Metrics::new(&metrics_config, Box::new(captured.clone()));
     let app = Arc::new(App::new(store, Some(sink), &config, Clock::system()).with_metrics(Some(metrics)));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let served = app.clone();
-    let done = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
-        runtime.expect("runtime").block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            flagfn::server::serve(served, listener, Duration::from_millis(50), shutdown).await.expect("serve");
-        });
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server address");
+    let mut local = common::server::LocalServer::start(app.clone());
+    let addr = local.addr;
     let terminate = move || {
-        let _ = stop.send(());
-        done.join().expect("server thread");
+        local.stop();
     };
     (app, captured, format!("http://{addr}"), terminate)
 }

@@ -2,10 +2,10 @@
 //! server (in-process, over real sockets): a flagd document as `FLAGS_FILE`, under the
 //! default bucketing and under `FLAGD_FRACTIONAL=v3`.
 
+mod common;
 mod flagd;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use flagd::cases::{self, Bucketing, Case, Outcome};
 use flagfn::app::App;
@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 /// The local server over a flags file, stopped when dropped.
 struct Server {
     base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<std::thread::JoinHandle<()>>,
+    /// Stops the server when dropped.
+    _local: common::server::LocalServer,
 }
 
 impl Server {
@@ -29,24 +29,8 @@ impl Server {
             .expect("valid config");
         let store = Arc::new(FileStore::open(&file).expect("the flagd document loads"));
         let app = Arc::new(App::new(store, None, &config, Clock::system()));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let done = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
-            runtime.expect("runtime").block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
-                let shutdown = async move {
-                    let _ = stopped.await;
-                };
-                let limits = flagfn::server::ServerLimits::default();
-                flagfn::server::serve_with(app, listener, Duration::from_millis(50), shutdown, limits)
-                    .await
-                    .expect("serve");
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server address");
-        Server { base: format!("http://{addr}"), stop: Some(stop), done: Some(done) }
+        let local = common::server::LocalServer::start(app);
+        Server { base: local.base.clone(), _local: local }
     }
 
     /// POSTs `body` to `path`: the status and the parsed answer.
@@ -60,17 +44,6 @@ impl Server {
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            let _ = done.join();
-        }
     }
 }
 

@@ -109,29 +109,14 @@ async fn create(client: &Client, table: &str, keys: &[(&str, KeyType)]) {
 /// The local server in-process on a free port, over `app`; stops when dropped.
 struct Server {
     base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<std::thread::JoinHandle<()>>,
+    /// Stops the server when dropped.
+    _local: common::server::LocalServer,
 }
 
 impl Server {
     fn start(app: App) -> Server {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let done = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
-            runtime.expect("runtime").block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
-                let shutdown = async move {
-                    let _ = stopped.await;
-                };
-                flagfn::server::serve(Arc::new(app), listener, Duration::from_millis(50), shutdown)
-                    .await
-                    .expect("serve");
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server address");
-        Server { base: format!("http://{addr}"), stop: Some(stop), done: Some(done) }
+        let local = common::server::LocalServer::start(Arc::new(app));
+        Server { base: local.base.clone(), _local: local }
     }
 
     /// The server's `enabled` for `key` (legacy route).
@@ -164,17 +149,6 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            let _ = done.join();
-        }
     }
 }
 

@@ -55,8 +55,7 @@ impl Drop for Flags {
 struct Server {
     base: String,
     addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<std::thread::JoinHandle<()>>,
+    local: common::server::LocalServer,
 }
 
 impl Server {
@@ -67,33 +66,13 @@ impl Server {
         let mut app = App::new(store, None, &config, Clock::system());
         app.changes = Changes::new(&config).with_heartbeat(heartbeat);
         let app = Arc::new(app);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let done = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
-            runtime.expect("runtime").block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
-                let shutdown = async move {
-                    let _ = stopped.await;
-                };
-                flagfn::server::serve(app, listener, Duration::from_millis(50), shutdown).await.expect("serve");
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server address");
-        Server { base: format!("http://{addr}"), addr, stop: Some(stop), done: Some(done) }
+        let local = common::server::LocalServer::start(app);
+        Server { base: local.base.clone(), addr: local.addr, local }
     }
 
     /// Stops the server; returns how long it took.
     fn stop(&mut self) -> Duration {
-        let started = Instant::now();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            let _ = done.join();
-        }
-        started.elapsed()
+        self.local.stop()
     }
 
     /// `POST /ofrep/v1/evaluate/flags?query`: status and parsed body.
@@ -118,12 +97,6 @@ impl Server {
         let request = format!("GET {uri} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n{id}\r\n");
         tcp.write_all(request.as_bytes()).expect("send");
         Stream { tcp, text: String::new() }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -7,3 +7,4 @@ pub mod kinesis;
 pub mod moto;
 pub mod proxy;
 pub mod runtime_api;
+pub mod server;
