@@ -4,9 +4,10 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
+use common::app::Captured;
 use common::kinesis::{client as kinesis_client, create_stream, read_all, PUT_RECORDS};
 use common::moto::{shared_moto, unique_name};
 use common::proxy::Proxy;
@@ -18,20 +19,7 @@ use flagfn::sink::{EventSink, KinesisSink};
 use flagfn::store::FileStore;
 use serde_json::{json, Value};
 
-/// EMF lines written so far, kept for the test to read.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
+/// Reading the captured EMF lines.
 impl Captured {
     /// The totals lines (those with only the `Service` dimension), in order.
     fn totals(&self) -> Vec<Value> {

@@ -8,9 +8,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use common::app::Captured;
 use common::dynamo::{client, create_table, dynamo_app, put_flags, Operations};
 use common::moto::{unique_name, Moto};
 use flagfn::app::App;
@@ -22,20 +23,7 @@ use flagfn::sink::EventRecord;
 use flagfn::store::FileStore;
 use serde_json::{json, Value};
 
-/// Lines written so far, kept for the test to read.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
+/// Reading the captured EMF lines.
 impl Captured {
     /// The lines written since the last call, each validated against the specification.
     fn take(&self) -> Vec<Value> {

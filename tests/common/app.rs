@@ -102,3 +102,18 @@ pub async fn post(app: &App, path: &str, body: &serde_json::Value) -> Reply {
     };
     Reply { status: response.status, body }
 }
+
+/// Bytes written through `std::io::Write` (metric lines, logs), kept for the test to
+/// read; clones share them.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
