@@ -30,13 +30,7 @@ pub fn explain(flag: &FlagdFlag, input: &FlagdInput<'_>) -> String {
             (_, false) => out.push_str("state DISABLED: the caller's default\n"),
             (None, true) => out.push_str("no targeting: the default variant\n"),
             (Some(node), true) => {
-                let env = Env {
-                    context: input.context,
-                    flag_key: &flag.key,
-                    timestamp: input.timestamp,
-                    targeting_key: input.targeting_key,
-                    bucketing: input.bucketing,
-                };
+                let env = input.env(&flag.key);
                 narrate(node, &env, 0, &mut out);
             }
         }

@@ -22,6 +22,20 @@ pub struct FlagdInput<'a> {
     pub bucketing: Bucketing,
 }
 
+impl<'a> FlagdInput<'a> {
+    /// The interpreter's environment for evaluating flag `flag_key` with this input
+    /// (resolution and `explain` evaluate with the same one).
+    pub(super) fn env(&self, flag_key: &'a str) -> Env<'a> {
+        Env {
+            context: self.context,
+            flag_key,
+            timestamp: self.timestamp,
+            targeting_key: self.targeting_key,
+            bucketing: self.bucketing,
+        }
+    }
+}
+
 /// flagd's resolution reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -156,13 +170,7 @@ pub fn evaluate<'a>(flag: &'a FlagdFlag, input: &FlagdInput<'a>) -> FlagdEvaluat
         let reason = if body.default_variant.is_some() { Reason::Static } else { Reason::Default };
         return FlagdEvaluation::served(flag, body, body.default_variant.as_deref(), reason);
     };
-    let env = Env {
-        context: input.context,
-        flag_key: &flag.key,
-        timestamp: input.timestamp,
-        targeting_key: input.targeting_key,
-        bucketing: input.bucketing,
-    };
+    let env = input.env(&flag.key);
     let result = match eval::evaluate(targeting, &env) {
         Ok(result) => result,
         Err(eval::Halt) => {
