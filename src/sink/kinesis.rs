@@ -82,23 +82,30 @@ impl KinesisSink {
     /// twice).
     async fn put_aggregated(&self, records: &[EventRecord]) -> Result<Vec<FailedRecord>, SinkError> {
         let packed = super::kpl::pack(records, AGGREGATE_BYTES);
+        let total = packed.len();
+        let sizes: Vec<usize> = calls(&packed).map(<[_]>::len).collect();
+        let mut packed = packed.into_iter();
         let mut failed = Vec::new();
-        for (n, call) in calls(&packed).enumerate() {
-            let entries = call.iter().map(|p| entry(&p.partition_key, p.data.clone())).collect::<Result<_, _>>()?;
+        for (n, size) in sizes.into_iter().enumerate() {
+            // The records' bytes move into the request (no second copy of a flush); only
+            // which events each one holds is kept, to report rejections.
+            let call: Vec<super::kpl::Packed> = packed.by_ref().take(size).collect();
+            let members: Vec<std::ops::Range<usize>> = call.iter().map(|p| p.members.clone()).collect();
+            let entries = call.into_iter().map(|p| entry(&p.partition_key, p.data)).collect::<Result<_, _>>()?;
             let rejected = match self.put(entries).await {
-                Ok(results) => failures(call.len(), results),
+                Ok(results) => failures(members.len(), results),
                 Err(error) if n == 0 => return Err(error),
                 Err(error) => {
                     tracing::warn!(stream = %self.stream, error = %error, "PutRecords failed after an earlier call of the same flush");
-                    (0..call.len()).map(|index| FailedRecord { index, code: CALL_FAILED.to_owned() }).collect()
+                    (0..members.len()).map(|index| FailedRecord { index, code: CALL_FAILED.to_owned() }).collect()
                 }
             };
             for rejected in rejected {
-                let events = call[rejected.index].members.clone();
+                let events = members[rejected.index].clone();
                 failed.extend(events.map(|index| FailedRecord { index, code: rejected.code.clone() }));
             }
         }
-        tracing::debug!(stream = %self.stream, sent = records.len(), records = packed.len(), failed = failed.len(), "PutRecords (aggregated)");
+        tracing::debug!(stream = %self.stream, sent = records.len(), records = total, failed = failed.len(), "PutRecords (aggregated)");
         Ok(failed)
     }
 
