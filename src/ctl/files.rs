@@ -36,7 +36,7 @@ pub fn load(path: &Path) -> Result<Vec<FlagFile>, CtlError> {
     for file in files {
         match load_file(&file) {
             Ok(found) => flags.extend(found),
-            Err(problem) => problems.push(problem),
+            Err(found) => problems.extend(found),
         }
     }
     if problems.is_empty() {
@@ -69,14 +69,15 @@ fn extension(path: &Path) -> Option<Format> {
     }
 }
 
-fn load_file(path: &Path) -> Result<Vec<FlagFile>, Problem> {
+fn load_file(path: &Path) -> Result<Vec<FlagFile>, Vec<Problem>> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Problem::new(&origin, "-", format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| vec![Problem::new(&origin, "-", format!("cannot read: {e}"))])?;
     let doc = match extension(path) {
         Some(Format::Yaml) => parse_yaml(&text),
         _ => serde_json::from_str(&text).map_err(|e| format!("not valid JSON: {e}")),
     }
-    .map_err(|message| Problem::new(&origin, "-", message))?;
+    .map_err(|message| vec![Problem::new(&origin, "-", message)])?;
     if crate::flagd::is_flagd_document(&doc) {
         return flagd_items(origin, &doc);
     }
@@ -84,13 +85,13 @@ fn load_file(path: &Path) -> Result<Vec<FlagFile>, Problem> {
         Value::Array(items) => items,
         Value::Object(mut map) if !map.contains_key("key") && map.contains_key("flags") => match map.remove("flags") {
             Some(Value::Array(items)) => items,
-            _ => return Err(Problem::new(&origin, "flags", "must be a list of flags")),
+            _ => return Err(vec![Problem::new(&origin, "flags", "must be a list of flags")]),
         },
         doc @ Value::Object(_) => {
             let stem = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned);
             return Ok(vec![FlagFile { origin, stem, doc }]);
         }
-        _ => return Err(Problem::new(&origin, "-", "must be a flag (an object), {\"flags\": [...]} or a list")),
+        _ => return Err(vec![Problem::new(&origin, "-", "must be a flag (an object), {\"flags\": [...]} or a list")]),
     };
     Ok(items
         .into_iter()
@@ -102,8 +103,15 @@ fn load_file(path: &Path) -> Result<Vec<FlagFile>, Problem> {
 /// A flagd document's flags as the items they are stored as (one self-contained item
 /// per flag: `$ref`s inlined, flag-set metadata merged). A flag whose `$ref`s cannot be
 /// inlined keeps its definition as written, so the check reports why it cannot compile.
-fn flagd_items(origin: String, doc: &Value) -> Result<Vec<FlagFile>, Problem> {
-    let definitions = crate::flagd::stored::self_contained(doc).map_err(|why| Problem::new(&origin, "flags", why))?;
+/// What flagd's schema says of the set itself (its metadata, its `$evaluators`, empty
+/// flag keys) refuses the whole document: every flag is written with them.
+fn flagd_items(origin: String, doc: &Value) -> Result<Vec<FlagFile>, Vec<Problem>> {
+    let violations = crate::flagd::schema::check_set(doc);
+    if !violations.is_empty() {
+        return Err(violations.into_iter().map(|v| Problem::new(&origin, v.pointer, v.message)).collect());
+    }
+    let definitions =
+        crate::flagd::stored::self_contained(doc).map_err(|why| vec![Problem::new(&origin, "flags", why)])?;
     Ok(definitions
         .into_iter()
         .map(|(key, definition)| {

@@ -99,7 +99,15 @@ fn check_one(file: &FlagFile, checked: &mut Checked) -> Option<(String, Map<Stri
     match CompiledFlag::from_value(Value::Object(doc.clone())) {
         Err(message) => return error(checked, origin, "key", &message),
         Ok(flag) if flagd => {
-            if let Some(problem) = flag.flagd().and_then(|f| f.problem()) {
+            // flagd's schema first (every violation, each at its JSON pointer); what the
+            // compiler refuses on top of it (a `$ref` to nothing, a default naming no
+            // variant) only when the schema found nothing, so one mistake is reported once.
+            let definition = doc.get("flagd").and_then(Value::as_str).and_then(|text| serde_json::from_str(text).ok());
+            let violations = definition.map(|d| crate::flagd::schema::check_flag(&key, &d)).unwrap_or_default();
+            for v in &violations {
+                checked.errors.push(Problem::new(origin, v.pointer.as_str(), v.message.as_str()));
+            }
+            if let Some(problem) = flag.flagd().and_then(|f| f.problem()).filter(|_| violations.is_empty()) {
                 checked.errors.push(Problem::new(origin, flagd_pointer(&key, problem), problem));
             }
         }
@@ -123,7 +131,7 @@ fn check_one(file: &FlagFile, checked: &mut Checked) -> Option<(String, Map<Stri
 /// The JSON pointer of the field a flagd problem names (`/flags/<key>/<field>`), or of
 /// the flag when it names none.
 fn flagd_pointer(key: &str, problem: &str) -> String {
-    let escaped = key.replace('~', "~0").replace('/', "~1");
+    let escaped = crate::flagd::schema::escape(key);
     let field = problem.strip_prefix('`').and_then(|rest| rest.split_once('`')).map(|(field, _)| field);
     match field {
         Some(field) if ["state", "variants", "defaultVariant", "targeting", "metadata"].contains(&field) => {
@@ -266,6 +274,41 @@ mod tests {
         assert_eq!(good.get("format"), Some(&json!("flagd")));
         let definition = good.get("flagd").and_then(Value::as_str).expect("definition text");
         assert!(definition.contains("ends_with") && !definition.contains("$ref"), "{definition}");
+    }
+
+    #[test]
+    fn flagd_schema_violations_are_errors_at_their_json_pointers() {
+        let path = std::env::temp_dir().join(format!("flagctl-flagd-schema-{}.json", std::process::id()));
+        let doc = json!({"flags": {
+            "mixed": {"state": "ENABLED", "variants": {"on": true, "off": "no"}, "defaultVariant": "on"},
+            "weights": {"state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": "a",
+                        "targeting": {"fractional": [["a", 50.5], ["b", -1]]}},
+            "semver": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+                       "targeting": {"if": [{"sem_ver": [{"var": "v"}, "=", "1.0"]}, "a", null]}},
+            "fine": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a"}}});
+        std::fs::write(&path, doc.to_string()).expect("temp file");
+        let checked = check(super::super::files::load(&path).expect("readable"));
+        let mut errors: Vec<&str> = checked.errors.iter().map(|p| p.field.as_str()).collect();
+        errors.sort();
+        assert_eq!(
+            errors,
+            [
+                "/flags/mixed/variants",
+                "/flags/semver/targeting/if/0/sem_ver/2",
+                "/flags/weights/targeting/fractional/0/1",
+                "/flags/weights/targeting/fractional/1/1"
+            ]
+        );
+        assert!(checked.flags.contains_key("fine"));
+        // What the schema says of the set itself refuses the whole document.
+        std::fs::write(
+            &path,
+            json!({"flags": {"fine": doc["flags"]["fine"]}, "metadata": {"owner": {"team": "x"}}}).to_string(),
+        )
+        .expect("temp file");
+        let refused = super::super::files::load(&path).expect_err("set metadata must be plain values");
+        let _ = std::fs::remove_file(&path);
+        assert!(refused.to_string().contains("/metadata/owner"), "{refused}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The prerequisite graph below a flag, checked as a whole before the flag is evaluated.
 //!
-//! A cycle or a chain deeper than [`MAX_PREREQUISITE_DEPTH`] makes a flag malformed
+//! A cycle, a chain deeper than [`MAX_PREREQUISITE_DEPTH`] or a prerequisite in flagd's
+//! format (whose on/off and variant mean something else) makes a flag malformed
 //! (docs/flag-format.md). That is a property of the flag set, not of the request: the walk follows
 //! every prerequisite reference, whatever the flags' `enabled` switches, rollouts or the
 //! user, and does not depend on what an evaluator already memoised. So a flag answers
@@ -39,6 +40,10 @@ impl<'a, S: FlagSource + ?Sized> Walk<'a, S> {
                 Some(&(_, height, _)) => height,
                 None => match self.source.flag(key) {
                     None => 0,
+                    Some(prerequisite) if prerequisite.flagd().is_some() => {
+                        return Err(self
+                            .broken(key, "a prerequisite must be a Python-schema flag, and this one is a flagd flag"));
+                    }
                     Some(prerequisite) => {
                         self.path.push(key);
                         let (height, via) = self.height(prerequisite)?;

@@ -29,6 +29,8 @@ const EVENT_BYTES: usize = std::mem::size_of::<Entry>() + 64;
 /// A full event's JSON without the context, user id, keys and request id: the field
 /// names, a timestamp, booleans and numbers (an estimate, on the high side).
 const EVENT_JSON_BYTES: usize = 240;
+/// `,"flagd_reason":"TARGETING_MATCH"`, the longest, for flagd flags' events.
+const FLAGD_REASON_JSON_BYTES: usize = 34;
 /// Resident cost of one parsed JSON value beyond its text: the `Value` itself plus map
 /// or vector bookkeeping (an estimate, on the high side for small values).
 const VALUE_BYTES: usize = std::mem::size_of::<Value>() + 32;
@@ -117,6 +119,7 @@ impl Pending {
             + 2 * r.user_id.as_deref().map_or(0, str::len)
             + r.request_id.len()
             + 2 * self.outcome.key().len()
+            + if self.outcome.flagd().is_some() { FLAGD_REASON_JSON_BYTES } else { 0 }
     }
 }
 
@@ -282,7 +285,8 @@ pub(super) fn partition_key(user_id: Option<&str>, request_id: &str) -> String {
     }
 }
 
-/// The Python service's event, plus `version` and `request_id`.
+/// The Python service's event, plus `version` and `request_id` (and `flagd_reason` for a
+/// flagd flag).
 #[derive(Serialize)]
 struct FullEvent<'a> {
     event_type: &'static str,
@@ -297,6 +301,11 @@ struct FullEvent<'a> {
     context: Option<&'a RawValue>,
     version: u64,
     request_id: &'a str,
+    /// flagd's own reason (`STATIC`, `DEFAULT`, `TARGETING_MATCH`, `DISABLED`, `ERROR`)
+    /// beside the nearest native one, for flagd flags only: `reason` alone cannot tell a
+    /// `STATIC` answer from a `DEFAULT` one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flagd_reason: Option<&'static str>,
 }
 
 /// The full event of `pending`. What a request's events share — the formatted
@@ -318,6 +327,7 @@ pub(super) fn full_record(pending: &Pending) -> Option<EventRecord> {
         context: shared.context.as_deref(),
         version: view.version(),
         request_id: &request.request_id,
+        flagd_reason: outcome.flagd().map(|f| f.reason.as_str()),
     };
     // Sized from the record's estimate (which also counts the partition key), so the
     // text is written without growing the buffer: `to_vec` starts at 128 bytes and
@@ -340,18 +350,22 @@ struct SummaryEvent<'a> {
     count: u64,
     window_start: String,
     window_end: String,
+    /// As in the full event: flagd's own reason, for flagd flags only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flagd_reason: Option<&'static str>,
 }
 
 /// The summary records of `events` (one window: the evaluations since the last flush,
 /// each at its own timestamp), each with the number of evaluations it counts.
 pub(super) fn summaries<'a>(events: impl Iterator<Item = &'a Pending>) -> Vec<(EventRecord, u64)> {
-    type Key<'a> = (&'a str, u64, Option<&'a str>, bool, &'static str);
+    type Key<'a> = (&'a str, u64, Option<&'a str>, bool, &'static str, Option<&'static str>);
     let mut groups: HashMap<Key<'_>, (u64, &str)> = HashMap::new();
     let (mut start, mut end) = (None::<SystemTime>, None::<SystemTime>);
     for pending in events {
         let view = pending.outcome.view();
         let variant = pending.outcome.flagd_value().map(|(name, _)| name).or(view.variant_key());
-        let key = (pending.outcome.key(), view.version(), variant, view.enabled, view.reason().as_str());
+        let flagd_reason = pending.outcome.flagd().map(|f| f.reason.as_str());
+        let key = (pending.outcome.key(), view.version(), variant, view.enabled, view.reason().as_str(), flagd_reason);
         groups.entry(key).or_insert((0, view.flag_id())).0 += 1;
         let at = pending.request.timestamp;
         start = Some(start.map_or(at, |s| s.min(at)));
@@ -361,7 +375,7 @@ pub(super) fn summaries<'a>(events: impl Iterator<Item = &'a Pending>) -> Vec<(E
     let (window_start, window_end) = (rfc3339(start), rfc3339(end));
     let mut records: Vec<(EventRecord, u64)> = groups
         .into_iter()
-        .filter_map(|((flag_key, version, variant, enabled, reason), (count, flag_id))| {
+        .filter_map(|((flag_key, version, variant, enabled, reason, flagd_reason), (count, flag_id))| {
             let event = SummaryEvent {
                 event_type: "feature_flag_summary",
                 flag_key,
@@ -373,6 +387,7 @@ pub(super) fn summaries<'a>(events: impl Iterator<Item = &'a Pending>) -> Vec<(E
                 count,
                 window_start: window_start.clone(),
                 window_end: window_end.clone(),
+                flagd_reason,
             };
             let data = serde_json::to_vec(&event).ok()?;
             Some((EventRecord { partition_key: partition_key(Some(flag_key), ""), data }, count))

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::logic::{self, CompileError};
-use super::{FlagdBody, FlagdFlag};
+use super::{schema, FlagdBody, FlagdFlag};
 
 /// Why a document could not be read at all (a bad single flag never causes this).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,12 +71,12 @@ pub fn parse_flag(
             metadata.insert(k.clone(), v.clone());
         }
     }
-    let body = body(flag, evaluators).map_err(Box::from);
+    let body = body(key, flag, evaluators).map_err(Box::from);
     FlagdFlag { key: key.into(), metadata, body }
 }
 
-fn body(flag: &Value, evaluators: &Map<String, Value>) -> Result<FlagdBody, String> {
-    let Value::Object(flag) = flag else {
+fn body(key: &str, definition: &Value, evaluators: &Map<String, Value>) -> Result<FlagdBody, String> {
+    let Value::Object(flag) = definition else {
         return Err("a flag definition must be an object".into());
     };
     let enabled = match flag.get("state") {
@@ -97,6 +97,11 @@ fn body(flag: &Value, evaluators: &Map<String, Value>) -> Result<FlagdBody, Stri
     match flag.get("metadata") {
         None | Some(Value::Null | Value::Object(_)) => {}
         Some(_) => return Err("`metadata` must be an object".into()),
+    }
+    // The rest of the shape flagd's schema asks for (one type for every variant,
+    // plain metadata values): a flag that breaks it is malformed however it evaluates.
+    if let Some(violation) = schema::check_shape(key, definition).into_iter().next() {
+        return Err(format!("{} (at {})", violation.message, violation.pointer));
     }
     let targeting = match flag.get("targeting") {
         None | Some(Value::Null) => None,

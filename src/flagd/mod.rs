@@ -18,6 +18,7 @@ mod explain;
 pub mod fractional;
 pub mod logic;
 mod resolve;
+pub mod schema;
 mod semver;
 pub mod stored;
 

@@ -64,6 +64,20 @@ fn a_targeting_result_that_names_no_variant_is_a_general_error() {
 }
 
 #[test]
+fn a_flag_whose_shape_breaks_the_schema_is_malformed_alone() {
+    let doc = json!({"flags": {
+        "mixed": {"state": "ENABLED", "variants": {"on": true, "off": "false"}, "defaultVariant": "on"},
+        "nested-metadata": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on", "metadata": {"team": {"a": 1}}},
+        "good": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on", "metadata": {"team": "a"}}
+    }});
+    for key in ["mixed", "nested-metadata"] {
+        let (value, reason, error, _) = answer(doc.clone(), key, json!({}));
+        assert_eq!((value, reason, error), (None, "ERROR", Some(ErrorCode::ParseError)), "{key}");
+    }
+    assert_eq!(answer(doc, "good", json!({})).1, "STATIC");
+}
+
+#[test]
 fn documents_that_are_not_flagd_are_refused_whole() {
     assert_eq!(parse_document(&json!({"flags": []})).err(), Some(DocumentError::Shape));
     assert_eq!(

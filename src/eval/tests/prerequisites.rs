@@ -167,3 +167,31 @@ fn batches_memoise_prerequisites() {
         assert_eq!(ev.memo.len(), 1, "base is evaluated once as a prerequisite");
     }
 }
+
+#[test]
+fn a_flagd_flag_as_a_prerequisite_makes_the_flag_malformed_for_everyone() {
+    let flagd = crate::flagd::parse_document(&json!({"flags": {"new-checkout": {
+        "state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}}}))
+    .expect("a flagd document");
+    let mut flags: Vec<Arc<CompiledFlag>> =
+        flagd.flags.into_iter().map(|f| Arc::new(CompiledFlag::from_flagd(f))).collect();
+    for doc in [
+        json!({"key": "banner", "enabled": false, "prerequisites": [{"key": "new-checkout"}]}),
+        json!({"key": "plain", "enabled": true, "rollout_percentage": 100}),
+    ] {
+        flags.push(Arc::new(CompiledFlag::from_value(doc).expect("compiles")));
+    }
+    let flags = FlagSet::new(flags);
+    for user in ["u1", "u2"] {
+        let results = batch(&flags, &["banner", "plain"], user);
+        assert_eq!(
+            results[0].as_deref(),
+            Some("a prerequisite must be a Python-schema flag, and this one is a flagd flag: banner → new-checkout"),
+            "even off, for every user"
+        );
+        assert_eq!(results[1], None, "other flags are untouched");
+    }
+    let c = Map::new();
+    let got = Evaluator::new(EvalInput { user_id: Some("u1"), context: &c, now: 0.0 }, &flags).evaluate_key("banner");
+    assert_eq!(got.error.map(|e| e.code), Some(ErrorCode::ParseError));
+}

@@ -84,3 +84,47 @@ async fn partition_keys_are_user_ids_hashed_when_too_long_else_the_request_id() 
     assert_eq!(keys[5], "req-anonymous");
     assert_eq!(event(&sink.accepted()[5])["user_id"], Value::Null);
 }
+
+#[tokio::test]
+async fn flagd_flags_events_carry_flagds_reason_beside_the_native_one() {
+    let sink = Arc::new(FakeSink::accepting());
+    let rig = rig(&[], &sink);
+    let set = crate::flagd::parse_document(&json!({"flags": {
+        "fixed": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"},
+        "staff": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                  "targeting": {"if": [{"ends_with": [{"var": "email"}, "@staff.test"]}, "on", null]}}}}))
+    .expect("a flagd document");
+    let subject = subject(Some("user-1"), json!({"email": "a@staff.test"}), "req-flagd");
+    let input = crate::flagd::FlagdInput {
+        context: &subject.context,
+        targeting_key: Some("user-1"),
+        timestamp: 1_800_000_000,
+        bucketing: crate::flagd::Bucketing::V2,
+    };
+    let outcomes: Vec<Outcome> = set
+        .flags
+        .into_iter()
+        .map(|flag| {
+            let flag = Arc::new(crate::flag::CompiledFlag::from_flagd(flag));
+            let evaluation = crate::flagd::evaluate(flag.flagd().expect("a flagd flag"), &input);
+            Outcome::from_flagd(&flag, &evaluation, false)
+        })
+        .collect();
+    rig.events.record(&subject, rig.clock.wall(), &outcomes);
+    rig.events.flush().await;
+    let events: Vec<Value> = sink.accepted().iter().map(event).collect();
+    let got: Vec<(&Value, &Value, &Value)> =
+        events.iter().map(|e| (&e["reason"], &e["flagd_reason"], &e["variant"])).collect();
+    assert_eq!(
+        got,
+        [
+            (&json!("enabled"), &json!("STATIC"), &json!("on")),
+            (&json!("rule_match"), &json!("TARGETING_MATCH"), &json!("on"))
+        ]
+    );
+    // Python-schema flags' events keep exactly the Python fields (no `flagd_reason`).
+    rig.evaluate(&subject, &["on"]);
+    rig.events.flush().await;
+    let last = sink.accepted().last().map(event).expect("one more event");
+    assert!(last.get("flagd_reason").is_none(), "{last}");
+}
