@@ -148,7 +148,29 @@ fn basic() -> Vec<Case> {
             .gives(json!({"showImages": true, "title": "Check out these pics!", "imagesPerPage": 100})),
         Case::new("not found", "missing-flag", String, json!("uh-oh")).error("FLAG_NOT_FOUND"),
         Case::new("type mismatch", "wrong-flag", Integer, json!(13)).error("TYPE_MISMATCH"),
+        // Precision: the value written is the value served, unrounded and unnarrowed.
+        Case::new("precision", "large-integer-flag", Integer, json!(1)).gives(json!(2_147_483_647)).reason("STATIC"),
+        Case::new("precision", "integral-float-flag", Float, json!(0.1)).gives(json!(10.0)).reason("STATIC"),
+        Case::new("precision", "huge-integer-flag", Integer, json!(1))
+            .gives(json!(9_007_199_254_740_991_u64))
+            .reason("STATIC"),
     ];
+    // Asked for as another type, a flag leaves the caller with its fallback and
+    // TYPE_MISMATCH (no numeric coercion is asserted either way).
+    for (flag, kind, fallback) in [
+        ("boolean-flag", String, json!("fallback")),
+        ("boolean-flag", Integer, json!(1)),
+        ("boolean-flag", Float, json!(0.1)),
+        ("string-flag", Boolean, json!(false)),
+        ("string-flag", Integer, json!(1)),
+        ("string-flag", Float, json!(0.1)),
+        ("integer-flag", Boolean, json!(false)),
+        ("integer-flag", String, json!("fallback")),
+        ("float-flag", Boolean, json!(false)),
+        ("float-flag", String, json!("fallback")),
+    ] {
+        cases.push(Case::new("type mismatch", flag, kind, fallback.clone()).gives(fallback).error("TYPE_MISMATCH"));
+    }
     for (flag, kind, fallback) in [
         ("disabled-boolean-flag", Boolean, json!(false)),
         ("disabled-string-flag", String, json!("bye")),

@@ -56,6 +56,12 @@ fn basic_values(flags: &mut Map<String, Value>) {
     f.insert("float-flag".into(), on(json!({"tiny": 0.1, "mid": 0.5}), Some("mid"), None));
     f.insert("object-flag".into(), on(json!({"blank": {}, "gallery": pictures()}), Some("gallery"), None));
     f.insert("wrong-flag".into(), on(json!({"first": "uno", "second": "dos"}), Some("first"), None));
+    f.insert("large-integer-flag".into(), on(json!({"max-int32": 2_147_483_647, "one": 1}), Some("max-int32"), None));
+    f.insert("integral-float-flag".into(), on(json!({"ten": 10.0, "tenth": 0.1}), Some("ten"), None));
+    f.insert(
+        "huge-integer-flag".into(),
+        on(json!({"max-safe": 9_007_199_254_740_991_u64, "one": 1}), Some("max-safe"), None),
+    );
     f.insert("metadata-flag".into(), {
         let mut flag = on(json!({"yes": true, "no": false}), Some("yes"), None);
         flag["metadata"] = json!({"string": "1.0.2", "integer": 2, "float": 0.1, "boolean": true});
