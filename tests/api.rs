@@ -398,6 +398,11 @@ async fn ofrep_bad_inputs_use_ofrep_error_codes() {
             400,
             "INVALID_CONTEXT",
         ),
+        // The protocol requires a body with a `context` object.
+        ("no body, single", "/ofrep/v1/evaluate/flags/on", b"".to_vec(), 400, "INVALID_CONTEXT"),
+        ("no body, bulk", "/ofrep/v1/evaluate/flags", b"".to_vec(), 400, "INVALID_CONTEXT"),
+        ("no context, bulk", "/ofrep/v1/evaluate/flags", b"{}".to_vec(), 400, "INVALID_CONTEXT"),
+        ("context null", "/ofrep/v1/evaluate/flags/on", br#"{"context": null}"#.to_vec(), 400, "INVALID_CONTEXT"),
         ("a form feed only", "/ofrep/v1/evaluate/flags/on", b"\x0c".to_vec(), 400, "PARSE_ERROR"),
         ("a form feed in space", "/ofrep/v1/evaluate/flags", b" \x0c\n".to_vec(), 400, "PARSE_ERROR"),
         (

@@ -183,10 +183,17 @@ pub fn check_context(context: &Map<String, Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// What an OFREP request without a `context` is told.
+const CONTEXT_REQUIRED: &str =
+    "the request body must be a JSON object with a `context` object (`{\"context\": {}}` at least)";
+
 /// The OFREP context split into the targeting key and the attributes.
 pub fn ofrep_subject(body: OfrepBody, request_id: &str) -> Result<Subject, ApiError> {
+    // The protocol requires a body with a `context` object (`{"context": {}}` when there
+    // is nothing to say); OpenFeature's providers always send one, so a request without
+    // it is a mistake worth naming rather than an empty context to guess.
     let context = match body.context {
-        None | Some(Value::Null) => Map::new(),
+        None => return Err(ApiError::InvalidContext(CONTEXT_REQUIRED.into())),
         Some(Value::Object(map)) => map,
         Some(_) => return Err(ApiError::InvalidContext("`context` must be a JSON object".into())),
     };
