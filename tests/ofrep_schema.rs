@@ -1,8 +1,11 @@
-//! A property test of the OFREP bulk route's query parameters and response, read from the
-//! protocol's OpenAPI document (`flagConfigEtag`: a string; `flagConfigLastModified`:
-//! an integer ≥ 0 or a `date-time`; `bulkEvaluationSuccess`, `eventStream`, `metadata`):
-//! whatever is sent, the answer is a 200 in the success shape or a 400 `PARSE_ERROR` that
-//! does not repeat the value — never a 5xx.
+//! Property tests of the OFREP routes against the protocol's OpenAPI document, written
+//! from its facts: the bulk route's query parameters (`flagConfigEtag`: a string;
+//! `flagConfigLastModified`: an integer ≥ 0 or a `date-time`) and both routes' request
+//! bodies (`evaluationRequest`/`bulkEvaluationRequest`: an object with a required
+//! `context` object). Whatever is sent, the answer is one the document lists for it — a
+//! 200 in the success shape, a 400 with one of its error codes, a 404 `FLAG_NOT_FOUND` —
+//! with a schema-valid request never refused as malformed, a schema-invalid one never
+//! accepted, no error repeating what was sent, and never a 5xx.
 
 mod common;
 
@@ -173,4 +176,137 @@ fn a_value_given_twice_is_refused() {
     let app = app();
     let (status, body) = runtime.block_on(bulk(&app, "flagConfigLastModified=1&flagConfigLastModified=2"));
     assert_eq!((status, &body["errorCode"]), (400, &Value::from("PARSE_ERROR")), "{body}");
+}
+
+// ---- request bodies -----------------------------------------------------------------
+
+/// A plain JSON value, a few levels deep.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        "[a-z0-9 ]{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("[a-zA-Z]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A request body and whether the protocol's schema allows it. A schema-valid context is
+/// any object; its `targetingKey`, when present, is a string (OpenFeature's type).
+fn request_body() -> impl Strategy<Value = (Vec<u8>, Expect)> {
+    let marker = "[a-f0-9]{16}".prop_map(|hex| format!("secret-{hex}"));
+    let context = (prop::collection::btree_map("[a-zA-Z]{1,8}", json_value(), 0..6), prop::option::of(marker.clone()));
+    let valid = context.prop_map(|(attributes, key)| {
+        let mut context: serde_json::Map<String, Value> = attributes.into_iter().collect();
+        context.remove("targetingKey");
+        if let Some(key) = key {
+            context.insert("targetingKey".into(), Value::from(key));
+        }
+        (serde_json::json!({"context": context}).to_string().into_bytes(), Expect::Valid)
+    });
+    let invalid = prop_oneof![
+        Just(Vec::new()),
+        Just(b"{}".to_vec()),
+        json_value().prop_filter("not an object", |v| !v.is_object()).prop_map(|v| v.to_string().into_bytes()),
+        json_value()
+            .prop_filter("not an object", |v| !v.is_object())
+            .prop_map(|v| serde_json::json!({"context": v}).to_string().into_bytes()),
+        (marker, json_value().prop_filter("not a string", |v| !v.is_string()))
+            .prop_map(|(m, k)| serde_json::json!({"context": {"targetingKey": k, "note": m}}).to_string().into_bytes()),
+        "[{\\[\"a-z:,]{1,12}"
+            .prop_filter("not JSON", |t| serde_json::from_str::<Value>(t).is_err())
+            .prop_map(String::into_bytes),
+    ];
+    prop_oneof![3 => valid, 2 => invalid.prop_map(|body| (body, Expect::Invalid))]
+}
+
+async fn post(app: &App, path: &str, body: &[u8]) -> (u16, Value) {
+    let request = Request {
+        method: Method::Post,
+        path,
+        query: "",
+        if_none_match: None,
+        body,
+        request_id: "req-prop",
+        encoding: BodyEncoding::Json,
+    };
+    let response = handle(app, request).await;
+    (response.status, serde_json::from_slice(&response.body).unwrap_or(Value::Null))
+}
+
+/// The single-flag answers the document lists: `serverEvaluationSuccess`, 400
+/// `evaluationFailure` (its four codes), 404 `flagNotFound`.
+fn check_single(key: &str, status: u16, body: &Value, expect: Expect) {
+    assert_eq!(body["key"], key, "{body}");
+    match status {
+        200 => {
+            assert_ne!(expect, Expect::Invalid, "accepted a body outside the schema: {body}");
+            assert!(body["reason"].is_string() && body.get("errorCode").is_none(), "{body}");
+            assert!(body.get("variant").is_none_or(|v| v.is_string()), "{body}");
+            if let Some(metadata) = body.get("metadata") {
+                check_metadata(metadata);
+            }
+        }
+        400 => {
+            let code = body["errorCode"].as_str().unwrap_or("");
+            assert!(["PARSE_ERROR", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", "GENERAL"].contains(&code), "{body}");
+            if expect == Expect::Valid {
+                // A schema-valid request may lack what a flag needs, or ask for a malformed
+                // flag; it is never itself refused as malformed.
+                let flag_is_malformed = key == "broken" && code == "PARSE_ERROR";
+                assert!(
+                    code == "TARGETING_KEY_MISSING" || flag_is_malformed,
+                    "refused a body the schema allows: {body}"
+                );
+            }
+        }
+        404 => assert_eq!(body["errorCode"], "FLAG_NOT_FOUND", "{body}"),
+        other => panic!("status {other}: {body}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(384))]
+
+    #[test]
+    fn any_request_body_gets_an_answer_the_protocol_lists(
+        (body, expect) in request_body(),
+        key in prop_oneof![
+            Just("on".to_owned()), Just("abc".to_owned()), Just("half".to_owned()), Just("broken".to_owned()),
+            Just("ghost".to_owned()), "[a-z-]{1,12}",
+        ],
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let app = app();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let secrets: Vec<&str> = text.match_indices("secret-").map(|(i, _)| &text[i..(i + 23).min(text.len())]).collect();
+
+        let (status, answer) = runtime.block_on(post(&app, &format!("/ofrep/v1/evaluate/flags/{key}"), &body));
+        check_single(&key, status, &answer, expect);
+        let (status, bulk_answer) = runtime.block_on(post(&app, "/ofrep/v1/evaluate/flags", &body));
+        match status {
+            200 => {
+                prop_assert_ne!(expect, Expect::Invalid, "bulk accepted a body outside the schema: {}", text);
+                check_success(&bulk_answer);
+            }
+            400 => {
+                prop_assert_ne!(expect, Expect::Valid, "bulk refused a body the schema allows: {}", bulk_answer);
+                let code = bulk_answer["errorCode"].as_str().unwrap_or("");
+                prop_assert!(["PARSE_ERROR", "INVALID_CONTEXT"].contains(&code), "{}", bulk_answer);
+            }
+            other => prop_assert!(false, "bulk status {}: {}", other, bulk_answer),
+        }
+        // No answer repeats what the caller sent.
+        for secret in &secrets {
+            prop_assert!(!answer.to_string().contains(secret), "{} in {}", secret, answer);
+            prop_assert!(!bulk_answer.to_string().contains(secret), "{} in {}", secret, bulk_answer);
+        }
+    }
 }
