@@ -7,7 +7,8 @@
 //! - `flagctl apply` / `set` in the home region reaches the real `flagfn` binary serving
 //!   from the other region within `FRESHNESS_SECONDS` plus the replication delay (the
 //!   cache TTL is 300 s), and not before the change is replicated — the server reads
-//!   only its own region;
+//!   only its own region; and when the manifest arrives before the flag it announces,
+//!   the re-read a window later still finds the flag;
 //! - when its region's DynamoDB fails, that server keeps answering from its cache
 //!   (stale-if-error; the outage rules themselves are tested in `tests/cache_dynamodb.rs`
 //!   and `tests/faults.rs`);
@@ -158,22 +159,24 @@ impl Deployment {
 /// home region no longer has. Home-to-other only: in these tests every write is made in
 /// the home region, as flagctl's rule has it.
 struct Replicator {
-    paused: Arc<AtomicBool>,
+    /// Per table (flags, manifest): whether its replication is held back.
+    paused: Arc<[AtomicBool; 2]>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Replicator {
     fn start(deployment: &Deployment) -> Replicator {
-        let (paused, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (paused, stop) =
+            (Arc::new([AtomicBool::new(false), AtomicBool::new(false)]), Arc::new(AtomicBool::new(false)));
         let (from, to) = (deployment.home.client.clone(), deployment.other.client.clone());
         let tables = [(deployment.flags.clone(), "key"), (deployment.manifest.clone(), "id")];
         let (paused_, stop_) = (paused.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             runtime().block_on(async {
                 while !stop_.load(Ordering::SeqCst) {
-                    if !paused_.load(Ordering::SeqCst) {
-                        for (table, key) in &tables {
+                    for ((table, key), paused) in tables.iter().zip(paused_.iter()) {
+                        if !paused.load(Ordering::SeqCst) {
                             // A region down is a replication delay, as in AWS.
                             let _ = replicate(&from, &to, table, key).await;
                         }
@@ -185,12 +188,20 @@ impl Replicator {
         Replicator { paused, stop, thread: Some(thread) }
     }
 
+    /// Holds back both tables.
     fn pause(&self) {
-        self.paused.store(true, Ordering::SeqCst);
+        self.paused.iter().for_each(|p| p.store(true, Ordering::SeqCst));
     }
 
+    /// Replicates both tables again.
     fn resume(&self) {
-        self.paused.store(false, Ordering::SeqCst);
+        self.paused.iter().for_each(|p| p.store(false, Ordering::SeqCst));
+    }
+
+    /// Replicates the manifest only: global tables replicate items independently, so
+    /// the manifest may arrive before the flag it announces.
+    fn resume_manifest_only(&self) {
+        self.paused[1].store(false, Ordering::SeqCst);
     }
 }
 
@@ -229,6 +240,11 @@ struct FlagServer {
 
 impl FlagServer {
     fn start(deployment: &Deployment, region: &Region, ttl_seconds: &str) -> FlagServer {
+        FlagServer::start_via(deployment, region, &region.moto.endpoint(), ttl_seconds)
+    }
+
+    /// The same, calling DynamoDB through `endpoint` (a proxy in front of the region).
+    fn start_via(deployment: &Deployment, region: &Region, endpoint: &str, ttl_seconds: &str) -> FlagServer {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_flagfn"))
             .env_clear()
@@ -240,7 +256,7 @@ impl FlagServer {
             .env("STALE_IF_ERROR_SECONDS", "3600")
             .env("STORE_TIMEOUT_MS", "5000")
             .env("METRICS", "off")
-            .env("AWS_ENDPOINT_URL", region.moto.endpoint())
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_REGION", region.name)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -335,6 +351,65 @@ fn a_change_written_in_the_home_region_reaches_a_server_in_another_region() {
         flipped <= Duration::from_secs(FRESHNESS_SECONDS + 8),
         "seen {flipped:?} after replication: not the manifest (window {FRESHNESS_SECONDS} s) but something slower"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The manifest replicated ahead of the flag it announces (global tables replicate items
+/// independently): the server's check reads the new manifest and re-reads the flag,
+/// which has not arrived; the re-read one window later finds it (the TTL is 300 s, so
+/// nothing else could). A proxy in front of the other region makes the order certain:
+/// it tells when the check has seen the manifest and the flag has been re-read, and
+/// holds the next manifest read until the flag has arrived.
+#[test]
+fn a_manifest_replicated_before_its_flag_is_caught_up_a_window_later() {
+    let rt = runtime();
+    let deployment = Deployment::new(&rt);
+    let replicator = Replicator::start(&deployment);
+    let dir = flags_dir("lagging");
+    deployment.flagctl(&["apply", dir.to_str().expect("path")]);
+    eventually("the flag replicated", || rt.block_on(deployment.replica_flag("lagging")).is_some());
+
+    let proxy = common::proxy::Proxy::start(&deployment.other.moto.endpoint());
+    let (seen, reread, arrived) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (seen_, reread_, arrived_, manifest) =
+        (seen.clone(), reread.clone(), arrived.clone(), deployment.manifest.clone());
+    proxy.set_hook(move |_target, body, forward| {
+        let of_manifest = String::from_utf8_lossy(&body).contains(&manifest);
+        if of_manifest && seen_.load(Ordering::SeqCst) {
+            // The next check: only once the flag is there (bounded, under STORE_TIMEOUT_MS).
+            let deadline = Instant::now() + Duration::from_secs(4);
+            while !arrived_.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let (status, answer) = forward(body);
+        if of_manifest {
+            let item: Value = serde_json::from_slice(&answer).unwrap_or_default();
+            if item["Item"]["version"]["N"] == json!("2") {
+                seen_.store(true, Ordering::SeqCst);
+            }
+        } else if seen_.load(Ordering::SeqCst) && !arrived_.load(Ordering::SeqCst) {
+            reread_.store(true, Ordering::SeqCst);
+        }
+        (status, answer)
+    });
+    let server = FlagServer::start_via(&deployment, &deployment.other, &proxy.endpoint(), "300");
+    assert!(server.enabled("lagging"));
+
+    replicator.pause();
+    deployment.flagctl(&["set", "lagging", "enabled=false"]);
+    replicator.resume_manifest_only();
+    eventually("a check read the new manifest and re-read the flag", || reread.load(Ordering::SeqCst));
+    assert!(server.enabled("lagging"), "the flag itself has not arrived");
+    replicator.resume();
+    eventually("the flag replicated", || {
+        rt.block_on(deployment.replica_flag("lagging")).is_some_and(|f| f["enabled"] == json!(false))
+    });
+    arrived.store(true, Ordering::SeqCst);
+    let flipped =
+        eventually("the server caught up (else only the 300 s TTL would bring it)", || !server.enabled("lagging"));
+    eprintln!("the flag arrived after its manifest; the server answered it {flipped:?} later");
     let _ = std::fs::remove_dir_all(dir);
 }
 
