@@ -13,8 +13,13 @@ use clap::{Args, Parser, Subcommand};
 /// `<key>.yml`), or one file holding `{"flags": [...]}` (JSON or YAML). AWS settings come
 /// from the usual chain (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, ...).
 ///
+/// Where the tables are global tables, writes go to one region only: set
+/// `FLAGCTL_WRITE_REGION` (the stack output `WriteRegion`) and `apply` and `set` refuse
+/// to write anywhere else.
+///
 /// Exit codes: 0 ok; 1 the input is wrong (every problem listed as `file: field:
-/// message`); 2 a conflict (someone else changed a flag) or an AWS failure.
+/// message`); 2 a conflict (someone else changed a flag), an AWS failure, an unreachable
+/// region, or a write outside the write region.
 #[derive(Debug, Parser)]
 #[command(name = "flagctl", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
@@ -152,6 +157,13 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command writes to the table (`apply` without `--dry-run`, `set`).
+    pub fn writes(&self) -> bool {
+        matches!(self, Command::Apply { dry_run: false, .. } | Command::Set { .. })
+    }
+}
+
 /// The flags table.
 #[derive(Debug, Args)]
 pub struct TableArgs {
@@ -174,6 +186,11 @@ pub struct AuditedTableArgs {
     /// flags table has no stream.
     #[arg(long = "manifest-table", env = "MANIFEST_TABLE", value_name = "TABLE", value_parser = table_name)]
     pub manifest_table: Option<String>,
+    /// The one region flags are written in (the stack output `WriteRegion`), where the
+    /// tables are global tables: a write pointed at another region (`AWS_REGION`) is
+    /// refused before any call. Unset: any region (single-region tables).
+    #[arg(long = "write-region", env = "FLAGCTL_WRITE_REGION", value_name = "REGION", value_parser = region_name)]
+    pub write_region: Option<String>,
 }
 
 /// File format for `export`.
@@ -185,6 +202,22 @@ pub enum Format {
     Yaml,
 }
 
+/// An AWS region name such as `us-east-1` or `ap-southeast-2`: letters, then one or more
+/// `-word`s, then `-digits`.
+fn region_name(name: &str) -> Result<String, String> {
+    let parts: Vec<&str> = name.split('-').collect();
+    let word = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase());
+    let ok = parts.len() >= 3
+        && parts.first().is_some_and(|p| p.len() == 2 && word(p))
+        && parts[1..parts.len() - 1].iter().all(word)
+        && parts.last().is_some_and(|p| !p.is_empty() && p.len() <= 2 && p.chars().all(|c| c.is_ascii_digit()));
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err("a region name such as `us-east-1` or `eu-west-1`".to_owned())
+    }
+}
+
 /// A DynamoDB table name: 3–255 characters of `[A-Za-z0-9_.-]` (DynamoDB's own rule),
 /// checked here so a typo fails before any call.
 fn table_name(name: &str) -> Result<String, String> {
@@ -193,5 +226,20 @@ fn table_name(name: &str) -> Result<String, String> {
         Ok(name.to_owned())
     } else {
         Err("a DynamoDB table name is 3–255 characters of A–Z, a–z, 0–9, `_`, `-` and `.`".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_names_are_checked() {
+        for good in ["us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1", "eu-central-2"] {
+            assert_eq!(region_name(good).as_deref(), Ok(good));
+        }
+        for bad in ["", "us", "us-east", "US-EAST-1", "us-east-1a", "us--1", "useast-1", "us-east-123", "us east 1"] {
+            assert!(region_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

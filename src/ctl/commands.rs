@@ -84,6 +84,21 @@ pub async fn flag_table(name: &str) -> FlagTable {
     FlagTable::new(aws_sdk_dynamodb::Client::new(&sdk_config().await), name)
 }
 
+/// Refuses a write pointed at a region other than the write region (when one is set),
+/// before any call: global tables settle concurrent writes in two regions by last
+/// writer wins, which would void the conditional writes.
+fn in_write_region(config: &aws_config::SdkConfig, tables: &AuditedTableArgs) -> Result<(), CtlError> {
+    let Some(home) = &tables.write_region else { return Ok(()) };
+    let here = config.region().map(ToString::to_string);
+    if here.as_deref() == Some(home.as_str()) {
+        return Ok(());
+    }
+    Err(CtlError::WrongRegion {
+        here: here.unwrap_or_else(|| "no region (AWS_REGION unset)".to_owned()),
+        home: home.clone(),
+    })
+}
+
 fn not_found(key: &str, table: &str) -> CtlError {
     CtlError::input(key, "key", format!("no such flag in table `{table}`"))
 }
@@ -214,6 +229,9 @@ async fn apply(
     tables: &AuditedTableArgs,
 ) -> Result<(), CtlError> {
     let config = sdk_config().await;
+    if !dry_run {
+        in_write_region(&config, tables)?;
+    }
     let table = FlagTable::new(aws_sdk_dynamodb::Client::new(&config), &tables.table);
     let plan = plan(path, &table, prune).await?;
     print!("{}", plan.render(prune));
@@ -307,6 +325,7 @@ async fn set(
 ) -> Result<(), CtlError> {
     let fields = assignments(key, assigned)?;
     let config = sdk_config().await;
+    in_write_region(&config, tables)?;
     let table = FlagTable::new(aws_sdk_dynamodb::Client::new(&config), &tables.table);
     let before = table.get(key).await?.ok_or_else(|| not_found(key, &tables.table))?;
     let mut after = before.doc.clone();

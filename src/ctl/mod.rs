@@ -30,6 +30,8 @@ pub use cli::Cli;
 
 use std::fmt;
 
+use aws_sdk_dynamodb::error::SdkError;
+
 /// One problem with the input, reported as `file: field: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -85,14 +87,79 @@ pub enum CtlError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The region could not be reached (no connection, or no answer within the
+    /// timeouts): exit 2. Says only that, never the SDK's or a proxy's error text.
+    #[error("{}", unreachable_message(region, operation, why, *writing, written))]
+    Unreachable {
+        /// The region the call went to (`AWS_REGION`).
+        region: String,
+        /// The operation that failed (`Scan`, `TransactWriteItems`, ...).
+        operation: &'static str,
+        /// What happened, in flagctl's words.
+        why: &'static str,
+        /// Whether the command was going to write (`apply`, `set`).
+        writing: bool,
+        /// Flags written by earlier transactions of the same command.
+        written: Vec<String>,
+        /// The SDK error, for `source()` only.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A write command pointed at a region other than the write region: exit 2, before
+    /// any call.
+    #[error(
+        "flags are written in {home} only (FLAGCTL_WRITE_REGION), and this is {here}: writes refused; nothing was \
+         written. Global tables settle writes made in two regions by last writer wins, so flagctl's conditional \
+         writes are only safe in one; run it again with AWS_REGION={home}."
+    )]
+    WrongRegion {
+        /// The region flagctl was pointed at (`AWS_REGION`; `none` when unset).
+        here: String,
+        /// The write region.
+        home: String,
+    },
 }
 
 impl CtlError {
-    /// 1 for wrong input, 2 for a conflict or an AWS failure.
+    /// 1 for wrong input, 2 for a conflict, an AWS failure, an unreachable or wrong region.
     pub fn exit_code(&self) -> u8 {
         match self {
             CtlError::Input(_) => 1,
-            CtlError::Conflict { .. } | CtlError::Aws { .. } => 2,
+            CtlError::Conflict { .. }
+            | CtlError::Aws { .. }
+            | CtlError::Unreachable { .. }
+            | CtlError::WrongRegion { .. } => 2,
+        }
+    }
+
+    /// A failure of a call to `region`: [`CtlError::Unreachable`] when the request
+    /// never got an answer (no connection, or the timeouts ran out), else
+    /// [`CtlError::aws`].
+    pub(crate) fn call<E, R>(operation: &'static str, region: &str, err: SdkError<E, R>) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        match unanswered(&err) {
+            Some(why) => CtlError::Unreachable {
+                region: region.to_owned(),
+                operation,
+                why,
+                writing: false,
+                written: Vec::new(),
+                source: Box::new(err),
+            },
+            None => CtlError::aws(operation, err),
+        }
+    }
+
+    /// The same error, said of a command that writes (`writing`) or only reads.
+    fn in_command(self, writes: bool) -> Self {
+        match self {
+            CtlError::Unreachable { region, operation, why, written, source, .. } => {
+                CtlError::Unreachable { region, operation, why, writing: writes, written, source }
+            }
+            other => other,
         }
     }
 
@@ -109,6 +176,37 @@ impl CtlError {
     {
         CtlError::Aws { operation, message: causes(&err), written: Vec::new(), source: Box::new(err) }
     }
+}
+
+/// Why a call got no answer, if it got none: the connection failed or timed out, or an
+/// attempt or the whole call ran out of time. `None` for everything else (the service
+/// answered, even with an error).
+fn unanswered<E, R>(err: &SdkError<E, R>) -> Option<&'static str> {
+    match err {
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => Some("no connection within the timeout"),
+        SdkError::DispatchFailure(failure) if failure.is_io() => Some("connection failed"),
+        SdkError::TimeoutError(_) => Some("no answer within the timeout"),
+        _ => None,
+    }
+}
+
+fn unreachable_message(region: &str, operation: &str, why: &str, writing: bool, written: &[String]) -> String {
+    let head = format!("region {region} unreachable ({why}, {operation})");
+    let serving = "flags keep serving from replicas and caches";
+    if !writing {
+        return format!("{head}: nothing was read; {serving}. Check the region and the network, then retry.");
+    }
+    let unsure = operation == "TransactWriteItems";
+    let outcome = match (unsure, written.is_empty()) {
+        (false, true) => "writes refused; nothing was written".to_owned(),
+        (false, false) => format!("writes refused; written before the failure: {}", written.join(", ")),
+        (true, _) => format!(
+            "writes refused; the last transaction may or may not have been written{} (run `flagctl diff` once the \
+             region answers)",
+            if written.is_empty() { String::new() } else { format!(", and before it: {}", written.join(", ")) }
+        ),
+    };
+    format!("{head}: {outcome}; {serving}. Check the region and the network, then retry.")
 }
 
 /// `error: cause: cause…`, each distinct message once.
@@ -138,13 +236,72 @@ fn written_note(written: &[String]) -> String {
 }
 
 /// Runs one command, printing its output on stdout and any error on stderr; returns the
-/// process exit code (0 ok, 1 wrong input, 2 conflict or AWS failure).
+/// process exit code (0 ok, 1 wrong input, 2 conflict, AWS failure, unreachable or
+/// wrong region).
 pub async fn run(cli: Cli) -> u8 {
-    match commands::dispatch(cli.command).await {
+    let writes = cli.command.writes();
+    match commands::dispatch(cli.command).await.map_err(|e| e.in_command(writes)) {
         Ok(()) => 0,
         Err(err) => {
             eprintln!("{err}");
             err.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an unreachable region's message promises, by command and by where it failed:
+    /// "nothing was written" only when no transaction had been sent.
+    #[test]
+    fn an_unreachable_region_says_what_was_and_was_not_written() {
+        let keys = |k: &[&str]| k.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let cases = [
+            (
+                "Scan",
+                false,
+                keys(&[]),
+                "region us-east-1 unreachable (connection failed, Scan): nothing was read; flags keep serving from \
+                 replicas and caches. Check the region and the network, then retry.",
+            ),
+            (
+                "GetItem",
+                true,
+                keys(&[]),
+                "region us-east-1 unreachable (connection failed, GetItem): writes refused; nothing was written; \
+                 flags keep serving from replicas and caches. Check the region and the network, then retry.",
+            ),
+            (
+                "GetItem (change manifest)",
+                true,
+                keys(&["a", "b"]),
+                "region us-east-1 unreachable (connection failed, GetItem (change manifest)): writes refused; \
+                 written before the failure: a, b; flags keep serving from replicas and caches. Check the region \
+                 and the network, then retry.",
+            ),
+            (
+                "TransactWriteItems",
+                true,
+                keys(&["a"]),
+                "region us-east-1 unreachable (connection failed, TransactWriteItems): writes refused; the last \
+                 transaction may or may not have been written, and before it: a (run `flagctl diff` once the \
+                 region answers); flags keep serving from replicas and caches. Check the region and the network, \
+                 then retry.",
+            ),
+        ];
+        for (operation, writing, written, expected) in cases {
+            let err = CtlError::Unreachable {
+                region: "us-east-1".into(),
+                operation,
+                why: "connection failed",
+                writing,
+                written,
+                source: "refused".into(),
+            };
+            assert_eq!(err.to_string(), expected);
+            assert_eq!(err.exit_code(), 2);
         }
     }
 }

@@ -82,6 +82,11 @@ impl FlagTable {
         FlagTable { client, table: table.to_owned() }
     }
 
+    /// The region the client calls (`AWS_REGION`), for messages.
+    fn region(&self) -> String {
+        self.client.config().region().map_or_else(|| "(no region)".to_owned(), ToString::to_string)
+    }
+
     /// Every flag, by key (a consistent, paginated `Scan`: writes are conditional on it).
     pub async fn scan(&self) -> Result<BTreeMap<String, StoredFlag>, CtlError> {
         let mut flags = BTreeMap::new();
@@ -120,7 +125,7 @@ impl FlagTable {
     async fn scan_items(&self) -> Result<Vec<Item>, CtlError> {
         let mut pages = self.client.scan().table_name(&self.table).consistent_read(true).into_paginator().send();
         let mut items = Vec::new();
-        while let Some(page) = pages.try_next().await.map_err(|e| CtlError::aws("Scan", e))? {
+        while let Some(page) = pages.try_next().await.map_err(|e| CtlError::call("Scan", &self.region(), e))? {
             items.extend(page.items.unwrap_or_default());
         }
         Ok(items)
@@ -136,7 +141,7 @@ impl FlagTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| CtlError::aws("GetItem", e))?;
+            .map_err(|e| CtlError::call("GetItem", &self.region(), e))?;
         output.item.map(stored).transpose().map(|found| found.map(|(_, flag)| flag))
     }
 
@@ -166,7 +171,7 @@ impl FlagTable {
                 Some(manifest) => self.write_with_manifest(manifest, items, batch).await?,
             };
             if let Err(err) = result {
-                return Err(write_error(err, batch, written));
+                return Err(write_error(err, batch, written, &self.region()));
             }
             written.extend(batch.iter().map(|c| c.key.clone()));
         }
@@ -187,7 +192,7 @@ impl FlagTable {
         let mut attempt = 1;
         loop {
             let seen = read_consistent(&self.client, manifest_table, &self.table).await;
-            let seen = seen.map_err(|e| CtlError::aws("GetItem (change manifest)", e))?;
+            let seen = seen.map_err(|e| manifest_error(e, &self.region()))?;
             let put = manifest_put(manifest_table, &self.table, &seen, &seen.with(&writes));
             let put = put.map_err(|e| CtlError::aws("TransactWriteItems", e))?;
             let mut all = items.clone();
@@ -249,7 +254,7 @@ impl FlagTable {
             .into_paginator()
             .send();
         let mut records = Vec::new();
-        while let Some(page) = pages.try_next().await.map_err(|e| CtlError::aws("Query", e))? {
+        while let Some(page) = pages.try_next().await.map_err(|e| CtlError::call("Query", &self.region(), e))? {
             for item in page.items.unwrap_or_default() {
                 let record = serde_dynamo::from_item(item).map_err(|e| unreadable("audit record", key, e))?;
                 records.push(record);
@@ -293,7 +298,12 @@ fn to_item(value: &Value) -> Result<Item, CtlError> {
 
 /// A transaction that failed: cancelled on a failed condition is a conflict naming the
 /// flags whose condition failed; anything else an AWS failure.
-fn write_error(err: SdkError<TransactWriteItemsError>, batch: &[Change], written: Vec<String>) -> CtlError {
+fn write_error(
+    err: SdkError<TransactWriteItemsError>,
+    batch: &[Change],
+    written: Vec<String>,
+    region: &str,
+) -> CtlError {
     if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() {
         let reasons = cancelled.cancellation_reasons();
         let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
@@ -310,10 +320,31 @@ fn write_error(err: SdkError<TransactWriteItemsError>, batch: &[Change], written
             return CtlError::Conflict { flags, written };
         }
     }
-    match CtlError::aws("TransactWriteItems", err) {
+    match CtlError::call("TransactWriteItems", region, err) {
         CtlError::Aws { operation, message, source, .. } => CtlError::Aws { operation, message, written, source },
+        CtlError::Unreachable { region, operation, why, writing, source, .. } => {
+            CtlError::Unreachable { region, operation, why, writing, written, source }
+        }
         other => other,
     }
+}
+
+/// A failed read of the change manifest: unreachable when its `GetItem` got no answer.
+fn manifest_error(err: crate::freshness::ManifestError, region: &str) -> CtlError {
+    use aws_sdk_dynamodb::config::http::HttpResponse;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    if let crate::freshness::ManifestError::DynamoDb { source, .. } = err {
+        return match source.downcast::<SdkError<GetItemError, HttpResponse>>() {
+            Ok(sdk) => CtlError::call("GetItem (change manifest)", region, *sdk),
+            Err(other) => CtlError::Aws {
+                operation: "GetItem (change manifest)",
+                message: super::causes(&*other),
+                written: Vec::new(),
+                source: other,
+            },
+        };
+    }
+    CtlError::aws("GetItem (change manifest)", err)
 }
 
 /// Splits an item into its key and [`StoredFlag`].
