@@ -769,6 +769,14 @@ async fn a_flagd_file_applies_as_one_self_contained_item_per_flag_and_serves_fro
     let out = dir.join("out");
     let export = tables.run(&["export", path(&out)]);
     assert_eq!(export.code, 0, "{export:?}");
+    // One flagd document holds them, each flag self-contained, as flagd would read it.
+    let exported: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("_flagd.json")).expect("one flagd document"))
+            .expect("JSON");
+    let keys: Vec<&String> = exported["flags"].as_object().expect("flags is an object").keys().collect();
+    assert_eq!(keys.len(), 4, "{exported}");
+    assert_eq!(exported["flags"]["new-checkout"]["defaultVariant"], json!("on"));
+    assert_eq!(exported["flags"]["new-checkout"]["metadata"]["flagSetId"], json!("shop-web"));
     let diff = tables.run(&["diff", path(&out)]);
     assert_eq!(diff.stdout, "0 to create, 0 to update, 0 to delete, 4 unchanged\n", "{diff:?}");
     let _ = std::fs::remove_dir_all(&dir);

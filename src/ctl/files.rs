@@ -158,9 +158,15 @@ fn safe_file_name(key: &str) -> bool {
 /// safe names start with a letter or digit).
 const OTHER_KEYS: &str = "_flags";
 
+/// The file that holds every flagd flag, as one flagd document (`{"flags": {key: ...}}`):
+/// what a flagd user edits and applies back, and what flagd itself reads. Its name
+/// cannot clash with a one-flag file either.
+const FLAGD_DOCUMENT: &str = "_flagd";
+
 /// Writes `flags` (key → document, in key order) into `dir`, which must be empty or absent:
-/// `<key>.<ext>` per flag, and `_flags.<ext>` (`{"flags": [...]}`) for keys that cannot be
-/// file names. Returns the files written.
+/// `<key>.<ext>` per flag, `_flags.<ext>` (`{"flags": [...]}`) for keys that cannot be
+/// file names, and `_flagd.<ext>`, one flagd document, for every flagd flag. Returns the
+/// files written.
 pub fn export(dir: &Path, flags: &[(String, Map<String, Value>)], format: Format) -> Result<Vec<PathBuf>, CtlError> {
     let origin = dir.display().to_string();
     let fail = |e: std::io::Error| CtlError::input(&origin, "-", format!("cannot write: {e}"));
@@ -174,8 +180,11 @@ pub fn export(dir: &Path, flags: &[(String, Map<String, Value>)], format: Format
     };
     let mut written = Vec::new();
     let mut others = Vec::new();
+    let mut flagd = Map::new();
     for (key, doc) in flags {
-        if safe_file_name(key) {
+        if let Some(definition) = flagd_definition(doc) {
+            flagd.insert(key.clone(), definition);
+        } else if safe_file_name(key) {
             let path = dir.join(format!("{key}.{ext}"));
             std::fs::write(&path, render(&Value::Object(doc.clone()), format)?).map_err(fail)?;
             written.push(path);
@@ -189,7 +198,23 @@ pub fn export(dir: &Path, flags: &[(String, Map<String, Value>)], format: Format
         std::fs::write(&path, render(&collection, format)?).map_err(fail)?;
         written.push(path);
     }
+    if !flagd.is_empty() {
+        let path = dir.join(format!("{FLAGD_DOCUMENT}.{ext}"));
+        let document = Value::Object(Map::from_iter([("flags".to_owned(), Value::Object(flagd))]));
+        std::fs::write(&path, render(&document, format)?).map_err(fail)?;
+        written.push(path);
+    }
     Ok(written)
+}
+
+/// A stored flagd item's definition, when it reads as one (an item that does not is
+/// exported as it is stored, so nothing is lost and `validate` says what is wrong).
+fn flagd_definition(doc: &Map<String, Value>) -> Option<Value> {
+    if doc.get("format").and_then(Value::as_str) != Some(crate::flagd::stored::FORMAT) {
+        return None;
+    }
+    let definition: Value = serde_json::from_str(doc.get("flagd")?.as_str()?).ok()?;
+    definition.is_object().then_some(definition)
 }
 
 fn render(value: &Value, format: Format) -> Result<String, CtlError> {
