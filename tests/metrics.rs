@@ -361,3 +361,68 @@ async fn the_cost_model_uses_the_measured_record_and_emf_sizes() {
     assert_near(bytes, &inputs["emf_bytes_per_emit"], "one emit with ten hot flags");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn flagd_flags_are_counted_streamed_and_answered_on_direct_invoke_like_any_flag() {
+    let flags_file = "examples/flagd.json";
+    let config = common::app::config(flags_file, &[]);
+    let path = format!("{}/{flags_file}", env!("CARGO_MANIFEST_DIR"));
+    let sink = Arc::new(common::app::MemorySink::default());
+    let app = App::new(
+        Arc::new(FileStore::open(path).expect("the flagd example")),
+        Some(sink.clone()),
+        &config,
+        Clock::manual(),
+    );
+    let (app, out) = with_metrics(app, 20);
+
+    // Direct invoke, both actions, with the Python service's payloads.
+    let one = r#"{"action": "evaluate", "user_id": "user-7", "flag_key": "new-checkout", "context": {"email": "ana@example.com"}}"#;
+    let answer: Value = serde_json::from_str(&flagfn::lambda::invoke(&app, one, "req-1").await).expect("JSON");
+    assert_eq!(
+        (&answer["value"], &answer["variant"], &answer["reason"]),
+        (&json!(true), &json!("on"), &json!("rule_match"))
+    );
+    let batch = r#"{"action": "batch_evaluate", "user_id": "user-7", "flag_keys": ["search-page-size", "holiday-theme"], "context": {"appVersion": "2.3.9"}}"#;
+    let answer: Value = serde_json::from_str(&flagfn::lambda::invoke(&app, batch, "req-2").await).expect("JSON");
+    let results = &answer["results"];
+    assert_eq!(
+        (&results["search-page-size"]["value"], &results["search-page-size"]["variant"]),
+        (&json!(10), &json!("small"))
+    );
+    assert_eq!(results["holiday-theme"]["reason"], "flag_disabled");
+    // And OFREP.
+    assert_eq!(
+        post(&app, "/ofrep/v1/evaluate/flags/new-checkout", &json!({"context": {"email": "bo@mail.test"}})).await,
+        200
+    );
+
+    app.events.flush().await;
+    let events = sink.events();
+    let reasons: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["flag_key"].as_str().unwrap_or(""), e["flagd_reason"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("new-checkout", "TARGETING_MATCH"),
+            ("search-page-size", "TARGETING_MATCH"),
+            ("holiday-theme", "DISABLED"),
+            ("new-checkout", "DEFAULT")
+        ]
+    );
+    assert_eq!(app.emit_metrics(true), 5, "totals and one line per (flag, outcome)");
+    let lines = out.take();
+    assert_eq!(count(totals(&lines), "Evaluations"), 4);
+    assert_eq!(
+        evaluations(&lines),
+        [
+            (("holiday-theme".into(), "flag_disabled".into()), 1),
+            (("new-checkout".into(), "enabled".into()), 1),
+            (("new-checkout".into(), "rule_match".into()), 1),
+            (("search-page-size".into(), "rule_match".into()), 1),
+        ]
+        .into()
+    );
+}
