@@ -164,3 +164,31 @@ fn native_routes_serve_flagd_flags_with_their_values() {
         (&json!(false), &json!("off"))
     );
 }
+
+/// The README's flagd requests (`$ curl ... -d '<body>'` with the URL's path, and the
+/// answer on the line after), replayed against the server over the same example.
+#[test]
+fn the_readmes_flagd_requests_get_the_answers_it_shows() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README.md");
+    let block = readme
+        .split("```console")
+        .find(|b| b.contains("FLAGS_FILE=examples/flagd.json make run"))
+        .and_then(|b| b.split("```").next())
+        .expect("the README's flagd example");
+    let lines: Vec<&str> = block.lines().collect();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flagd.json");
+    let server = Server::start(&path, "v2");
+    let mut checked = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(rest) = line.strip_prefix("$ curl") else { continue };
+        let url = rest.split_whitespace().find(|w| w.starts_with("http://")).expect("a URL");
+        let path = &url[url.find("/ofrep").expect("an OFREP path")..];
+        let body = lines[i + 1].split("-d '").nth(1).and_then(|b| b.strip_suffix('\'')).expect("a body");
+        let expected: Value = serde_json::from_str(lines[i + 2]).expect("the answer shown");
+        let (status, got) = server.post(path, &serde_json::from_str(body).expect("JSON body"));
+        assert_eq!((status, got), (200, expected), "README: {line}");
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "both README requests were replayed");
+}
