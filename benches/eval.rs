@@ -4,7 +4,8 @@
 //! (cheaper than calling `md-5` at all), variant3 ≤ 1.15×, rules_rollout ≤ 1.3×,
 //! batch100 ≤ 40× (its hashes in SIMD lanes; `batch100_sequential` is the same flags one
 //! MD5 at a time); `numbers` (three number clauses, no hash) has no target beyond not
-//! getting slower. `hash32_*` time the hashes alone. User ids cycle through
+//! getting slower. `hash_bucket` is `md5_bucket` through flagfn's own kernel (what a rollout
+//! hashes), and `hash32_*` time 32 hashes alone. User ids cycle through
 //! 1,024 values so nothing is constant-folded; docs/performance.md's eval figures come from this file.
 
 use std::hint::black_box;
@@ -87,6 +88,16 @@ fn eval(c: &mut Criterion) {
             i = (i + 1) % USERS;
             let d = Md5::digest(black_box(keyed[i].as_bytes()));
             black_box(u32::from_le_bytes([d[0], d[1], d[2], d[3]]) % 100)
+        })
+    });
+
+    // The same bucket through flagfn's one-block kernel, without the evaluator around it.
+    let ids = users();
+    let mut i = 0usize;
+    group.bench_function("hash_bucket", |b| {
+        b.iter(|| {
+            i = (i + 1) % USERS;
+            black_box(bucket::hash(black_box(&ids[i]), b":bench-flag") % 100)
         })
     });
 
