@@ -5,7 +5,8 @@
 //! batch100 ≤ 40× (its hashes in SIMD lanes; `batch100_sequential` is the same flags one
 //! MD5 at a time); `numbers` (three number clauses, no hash) has no target beyond not
 //! getting slower. `hash_bucket` is `md5_bucket` through flagfn's own kernel (what a rollout
-//! hashes), and `hash32_*` time 32 hashes alone. User ids cycle through
+//! hashes), and `hash32_*` time 32 hashes alone (`hash32_lanes_<kernel>` with each kernel
+//! this CPU runs). User ids cycle through
 //! 1,024 values so nothing is constant-folded; docs/performance.md's eval figures come from this file.
 
 use std::hint::black_box;
@@ -165,6 +166,17 @@ fn eval(c: &mut Criterion) {
             black_box(out[31])
         })
     });
+    // The same with each kernel this CPU runs (the function picks the widest): what a
+    // machine without AVX-512, or without AVX2, gets.
+    for kernel in bucket::lanes::Kernel::available() {
+        group.bench_function(format!("hash32_lanes_{kernel:?}").to_lowercase(), |b| {
+            let mut out = [0u32; 32];
+            b.iter(|| {
+                bucket::hash_many_with(kernel, black_box(&jobs), &mut out);
+                black_box(out[31])
+            })
+        });
+    }
     group.finish();
 }
 
