@@ -115,7 +115,7 @@ fn eval(c: &mut Criterion) {
     let users = users();
     let context = context();
     let mut i = 0usize;
-    // As the function evaluates a batch: the bucket hashes of each 16 flags together,
+    // As the function evaluates a batch: the bucket hashes of each 64 flags together,
     // in SIMD lanes, then the flags one by one.
     group.bench_function("batch100", |b| {
         b.iter(|| {
