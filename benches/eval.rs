@@ -4,7 +4,9 @@
 //! (cheaper than calling `md-5` at all), variant3 ≤ 1.15×, rules_rollout ≤ 1.3×,
 //! batch100 ≤ 40× (its hashes in SIMD lanes; `batch100_sequential` is the same flags one
 //! MD5 at a time); `numbers` (three number clauses, no hash) has no target beyond not
-//! getting slower. `hash32_*` time the hashes alone. User ids cycle through
+//! getting slower. `hash_bucket` is `md5_bucket` through flagfn's own kernel (what a rollout
+//! hashes), and `hash32_*` time 32 hashes alone (`hash32_lanes_<kernel>` with each kernel
+//! this CPU runs). User ids cycle through
 //! 1,024 values so nothing is constant-folded; docs/performance.md's eval figures come from this file.
 
 use std::hint::black_box;
@@ -90,6 +92,16 @@ fn eval(c: &mut Criterion) {
         })
     });
 
+    // The same bucket through flagfn's one-block kernel, without the evaluator around it.
+    let ids = users();
+    let mut i = 0usize;
+    group.bench_function("hash_bucket", |b| {
+        b.iter(|| {
+            i = (i + 1) % USERS;
+            black_box(bucket::hash(black_box(&ids[i]), b":bench-flag") % 100)
+        })
+    });
+
     bench_one(&mut group, "static", static_flag("bench-flag"));
     bench_one(&mut group, "rollout", rollout_flag("bench-flag"));
     bench_one(&mut group, "rules_rollout", rules_rollout_flag("bench-flag"));
@@ -103,7 +115,7 @@ fn eval(c: &mut Criterion) {
     let users = users();
     let context = context();
     let mut i = 0usize;
-    // As the function evaluates a batch: the bucket hashes of each 16 flags together,
+    // As the function evaluates a batch: the bucket hashes of each 64 flags together,
     // in SIMD lanes, then the flags one by one.
     group.bench_function("batch100", |b| {
         b.iter(|| {
@@ -154,6 +166,17 @@ fn eval(c: &mut Criterion) {
             black_box(out[31])
         })
     });
+    // The same with each kernel this CPU runs (the function picks the widest): what a
+    // machine without AVX-512, or without AVX2, gets.
+    for kernel in bucket::lanes::Kernel::available() {
+        group.bench_function(format!("hash32_lanes_{kernel:?}").to_lowercase(), |b| {
+            let mut out = [0u32; 32];
+            b.iter(|| {
+                bucket::hash_many_with(kernel, black_box(&jobs), &mut out);
+                black_box(out[31])
+            })
+        });
+    }
     group.finish();
 }
 

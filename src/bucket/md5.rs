@@ -27,6 +27,28 @@ pub const C0: u32 = 0x98ba_dcfe;
 /// See [`B0`].
 pub const D0: u32 = 0x1032_5476;
 
+/// The 64 step constants of RFC 1321 (`K[i]` = the integer part of `|sin(i + 1)| · 2³²`),
+/// in step order; the kernel reads the first 61.
+#[rustfmt::skip]
+pub static K: [u32; 64] = [
+    0xd76a_a478, 0xe8c7_b756, 0x2420_70db, 0xc1bd_ceee,
+    0xf57c_0faf, 0x4787_c62a, 0xa830_4613, 0xfd46_9501,
+    0x6980_98d8, 0x8b44_f7af, 0xffff_5bb1, 0x895c_d7be,
+    0x6b90_1122, 0xfd98_7193, 0xa679_438e, 0x49b4_0821,
+    0xf61e_2562, 0xc040_b340, 0x265e_5a51, 0xe9b6_c7aa,
+    0xd62f_105d, 0x0244_1453, 0xd8a1_e681, 0xe7d3_fbc8,
+    0x21e1_cde6, 0xc337_07d6, 0xf4d5_0d87, 0x455a_14ed,
+    0xa9e3_e905, 0xfcef_a3f8, 0x676f_02d9, 0x8d2a_4c8a,
+    0xfffa_3942, 0x8771_f681, 0x6d9d_6122, 0xfde5_380c,
+    0xa4be_ea44, 0x4bde_cfa9, 0xf6bb_4b60, 0xbebf_bc70,
+    0x289b_7ec6, 0xeaa1_27fa, 0xd4ef_3085, 0x0488_1d05,
+    0xd9d4_d039, 0xe6db_99e5, 0x1fa2_7cf8, 0xc4ac_5665,
+    0xf429_2244, 0x432a_ff97, 0xab94_23a7, 0xfc93_a039,
+    0x655b_59c3, 0x8f0c_cc92, 0xffef_f47d, 0x8584_5dd1,
+    0x6fa8_7e4f, 0xfe2c_e6e0, 0xa301_4314, 0x4e08_11a1,
+    0xf753_7e82, 0xbd3a_f235, 0x2ad7_d2bb, 0xeb86_d391,
+];
+
 /// `"{id}{suffix}"` padded into one block, or `None` when it does not fit.
 #[inline]
 pub fn pad(id: &[u8], suffix: &[u8]) -> Option<Block> {
@@ -95,11 +117,19 @@ pub(crate) mod scalar {
 /// `add`, `rotl::<L, R>`, `f`, `g_early`, `g_late`, `h`, `i`). Every step adds what
 /// does not depend on the newest word first, so the dependency chain per step is the
 /// round function's last operation, one addition, the rotation and one addition.
+///
+/// The step constants are read from [`K`] through an opaque reference: given literal
+/// constants, LLVM's reassociation moves the constant to the end of each step's sum (to
+/// fold it), that is after the round function, which puts one more addition on the
+/// dependency chain of every step (about 15 % of a hash). Loaded, `K[i] + M[g]` is added
+/// while the previous step is still running.
 macro_rules! md5_first_word {
     ($ops:ident, $m:expr) => {{
         #[allow(unused_imports)]
         use $ops::*;
         let m = $m;
+        // Opaque to the optimizer (see above): the loads cost nothing on the chain.
+        let k: &[u32; 64] = core::hint::black_box(&$crate::bucket::md5::K);
         let (mut a, mut b, mut c, mut d) = (
             splat($crate::bucket::md5::A0),
             splat($crate::bucket::md5::B0),
@@ -107,83 +137,86 @@ macro_rules! md5_first_word {
             splat($crate::bucket::md5::D0),
         );
         macro_rules! step {
-            (F, $w:ident, $x:ident, $y:ident, $z:ident, $i:expr, $k:expr, $l:literal, $r:literal) => {
-                $w = add($x, rotl::<$l, $r>(add(add($w, add(m[$i], splat($k))), f($x, $y, $z))));
+            (F, $w:ident, $x:ident, $y:ident, $z:ident, $i:expr, $n:expr, $l:literal, $r:literal) => {
+                $w = add($x, rotl::<$l, $r>(add(add($w, add(m[$i], splat(k[$n]))), f($x, $y, $z))));
             };
-            (G, $w:ident, $x:ident, $y:ident, $z:ident, $i:expr, $k:expr, $l:literal, $r:literal) => {
-                $w = add($x, rotl::<$l, $r>(add(add(add($w, add(m[$i], splat($k))), g_early($y, $z)), g_late($x, $z))));
+            (G, $w:ident, $x:ident, $y:ident, $z:ident, $i:expr, $n:expr, $l:literal, $r:literal) => {
+                $w = add(
+                    $x,
+                    rotl::<$l, $r>(add(add(add($w, add(m[$i], splat(k[$n]))), g_early($y, $z)), g_late($x, $z))),
+                );
             };
-            (H, $w:ident, $x:ident, $y:ident, $z:ident, $i:expr, $k:expr, $l:literal, $r:literal) => {
-                $w = add($x, rotl::<$l, $r>(add(add($w, add(m[$i], splat($k))), h($x, $y, $z))));
+            (H, $w:ident, $x:ident, $y:ident, $z:ident, $i:expr, $n:expr, $l:literal, $r:literal) => {
+                $w = add($x, rotl::<$l, $r>(add(add($w, add(m[$i], splat(k[$n]))), h($x, $y, $z))));
             };
-            (I, $w:ident, $x:ident, $y:ident, $z:ident, $i:expr, $k:expr, $l:literal, $r:literal) => {
-                $w = add($x, rotl::<$l, $r>(add(add($w, add(m[$i], splat($k))), i($x, $y, $z))));
+            (I, $w:ident, $x:ident, $y:ident, $z:ident, $i:expr, $n:expr, $l:literal, $r:literal) => {
+                $w = add($x, rotl::<$l, $r>(add(add($w, add(m[$i], splat(k[$n]))), i($x, $y, $z))));
             };
         }
-        step!(F, a, b, c, d, 0, 0xd76a_a478, 7, 25);
-        step!(F, d, a, b, c, 1, 0xe8c7_b756, 12, 20);
-        step!(F, c, d, a, b, 2, 0x2420_70db, 17, 15);
-        step!(F, b, c, d, a, 3, 0xc1bd_ceee, 22, 10);
-        step!(F, a, b, c, d, 4, 0xf57c_0faf, 7, 25);
-        step!(F, d, a, b, c, 5, 0x4787_c62a, 12, 20);
-        step!(F, c, d, a, b, 6, 0xa830_4613, 17, 15);
-        step!(F, b, c, d, a, 7, 0xfd46_9501, 22, 10);
-        step!(F, a, b, c, d, 8, 0x6980_98d8, 7, 25);
-        step!(F, d, a, b, c, 9, 0x8b44_f7af, 12, 20);
-        step!(F, c, d, a, b, 10, 0xffff_5bb1, 17, 15);
-        step!(F, b, c, d, a, 11, 0x895c_d7be, 22, 10);
-        step!(F, a, b, c, d, 12, 0x6b90_1122, 7, 25);
-        step!(F, d, a, b, c, 13, 0xfd98_7193, 12, 20);
-        step!(F, c, d, a, b, 14, 0xa679_438e, 17, 15);
-        step!(F, b, c, d, a, 15, 0x49b4_0821, 22, 10);
+        step!(F, a, b, c, d, 0, 0, 7, 25);
+        step!(F, d, a, b, c, 1, 1, 12, 20);
+        step!(F, c, d, a, b, 2, 2, 17, 15);
+        step!(F, b, c, d, a, 3, 3, 22, 10);
+        step!(F, a, b, c, d, 4, 4, 7, 25);
+        step!(F, d, a, b, c, 5, 5, 12, 20);
+        step!(F, c, d, a, b, 6, 6, 17, 15);
+        step!(F, b, c, d, a, 7, 7, 22, 10);
+        step!(F, a, b, c, d, 8, 8, 7, 25);
+        step!(F, d, a, b, c, 9, 9, 12, 20);
+        step!(F, c, d, a, b, 10, 10, 17, 15);
+        step!(F, b, c, d, a, 11, 11, 22, 10);
+        step!(F, a, b, c, d, 12, 12, 7, 25);
+        step!(F, d, a, b, c, 13, 13, 12, 20);
+        step!(F, c, d, a, b, 14, 14, 17, 15);
+        step!(F, b, c, d, a, 15, 15, 22, 10);
 
-        step!(G, a, b, c, d, 1, 0xf61e_2562, 5, 27);
-        step!(G, d, a, b, c, 6, 0xc040_b340, 9, 23);
-        step!(G, c, d, a, b, 11, 0x265e_5a51, 14, 18);
-        step!(G, b, c, d, a, 0, 0xe9b6_c7aa, 20, 12);
-        step!(G, a, b, c, d, 5, 0xd62f_105d, 5, 27);
-        step!(G, d, a, b, c, 10, 0x0244_1453, 9, 23);
-        step!(G, c, d, a, b, 15, 0xd8a1_e681, 14, 18);
-        step!(G, b, c, d, a, 4, 0xe7d3_fbc8, 20, 12);
-        step!(G, a, b, c, d, 9, 0x21e1_cde6, 5, 27);
-        step!(G, d, a, b, c, 14, 0xc337_07d6, 9, 23);
-        step!(G, c, d, a, b, 3, 0xf4d5_0d87, 14, 18);
-        step!(G, b, c, d, a, 8, 0x455a_14ed, 20, 12);
-        step!(G, a, b, c, d, 13, 0xa9e3_e905, 5, 27);
-        step!(G, d, a, b, c, 2, 0xfcef_a3f8, 9, 23);
-        step!(G, c, d, a, b, 7, 0x676f_02d9, 14, 18);
-        step!(G, b, c, d, a, 12, 0x8d2a_4c8a, 20, 12);
+        step!(G, a, b, c, d, 1, 16, 5, 27);
+        step!(G, d, a, b, c, 6, 17, 9, 23);
+        step!(G, c, d, a, b, 11, 18, 14, 18);
+        step!(G, b, c, d, a, 0, 19, 20, 12);
+        step!(G, a, b, c, d, 5, 20, 5, 27);
+        step!(G, d, a, b, c, 10, 21, 9, 23);
+        step!(G, c, d, a, b, 15, 22, 14, 18);
+        step!(G, b, c, d, a, 4, 23, 20, 12);
+        step!(G, a, b, c, d, 9, 24, 5, 27);
+        step!(G, d, a, b, c, 14, 25, 9, 23);
+        step!(G, c, d, a, b, 3, 26, 14, 18);
+        step!(G, b, c, d, a, 8, 27, 20, 12);
+        step!(G, a, b, c, d, 13, 28, 5, 27);
+        step!(G, d, a, b, c, 2, 29, 9, 23);
+        step!(G, c, d, a, b, 7, 30, 14, 18);
+        step!(G, b, c, d, a, 12, 31, 20, 12);
 
-        step!(H, a, b, c, d, 5, 0xfffa_3942, 4, 28);
-        step!(H, d, a, b, c, 8, 0x8771_f681, 11, 21);
-        step!(H, c, d, a, b, 11, 0x6d9d_6122, 16, 16);
-        step!(H, b, c, d, a, 14, 0xfde5_380c, 23, 9);
-        step!(H, a, b, c, d, 1, 0xa4be_ea44, 4, 28);
-        step!(H, d, a, b, c, 4, 0x4bde_cfa9, 11, 21);
-        step!(H, c, d, a, b, 7, 0xf6bb_4b60, 16, 16);
-        step!(H, b, c, d, a, 10, 0xbebf_bc70, 23, 9);
-        step!(H, a, b, c, d, 13, 0x289b_7ec6, 4, 28);
-        step!(H, d, a, b, c, 0, 0xeaa1_27fa, 11, 21);
-        step!(H, c, d, a, b, 3, 0xd4ef_3085, 16, 16);
-        step!(H, b, c, d, a, 6, 0x0488_1d05, 23, 9);
-        step!(H, a, b, c, d, 9, 0xd9d4_d039, 4, 28);
-        step!(H, d, a, b, c, 12, 0xe6db_99e5, 11, 21);
-        step!(H, c, d, a, b, 15, 0x1fa2_7cf8, 16, 16);
-        step!(H, b, c, d, a, 2, 0xc4ac_5665, 23, 9);
+        step!(H, a, b, c, d, 5, 32, 4, 28);
+        step!(H, d, a, b, c, 8, 33, 11, 21);
+        step!(H, c, d, a, b, 11, 34, 16, 16);
+        step!(H, b, c, d, a, 14, 35, 23, 9);
+        step!(H, a, b, c, d, 1, 36, 4, 28);
+        step!(H, d, a, b, c, 4, 37, 11, 21);
+        step!(H, c, d, a, b, 7, 38, 16, 16);
+        step!(H, b, c, d, a, 10, 39, 23, 9);
+        step!(H, a, b, c, d, 13, 40, 4, 28);
+        step!(H, d, a, b, c, 0, 41, 11, 21);
+        step!(H, c, d, a, b, 3, 42, 16, 16);
+        step!(H, b, c, d, a, 6, 43, 23, 9);
+        step!(H, a, b, c, d, 9, 44, 4, 28);
+        step!(H, d, a, b, c, 12, 45, 11, 21);
+        step!(H, c, d, a, b, 15, 46, 16, 16);
+        step!(H, b, c, d, a, 2, 47, 23, 9);
 
-        step!(I, a, b, c, d, 0, 0xf429_2244, 6, 26);
-        step!(I, d, a, b, c, 7, 0x432a_ff97, 10, 22);
-        step!(I, c, d, a, b, 14, 0xab94_23a7, 15, 17);
-        step!(I, b, c, d, a, 5, 0xfc93_a039, 21, 11);
-        step!(I, a, b, c, d, 12, 0x655b_59c3, 6, 26);
-        step!(I, d, a, b, c, 3, 0x8f0c_cc92, 10, 22);
-        step!(I, c, d, a, b, 10, 0xffef_f47d, 15, 17);
-        step!(I, b, c, d, a, 1, 0x8584_5dd1, 21, 11);
-        step!(I, a, b, c, d, 8, 0x6fa8_7e4f, 6, 26);
-        step!(I, d, a, b, c, 15, 0xfe2c_e6e0, 10, 22);
-        step!(I, c, d, a, b, 6, 0xa301_4314, 15, 17);
-        step!(I, b, c, d, a, 13, 0x4e08_11a1, 21, 11);
-        step!(I, a, b, c, d, 4, 0xf753_7e82, 6, 26);
+        step!(I, a, b, c, d, 0, 48, 6, 26);
+        step!(I, d, a, b, c, 7, 49, 10, 22);
+        step!(I, c, d, a, b, 14, 50, 15, 17);
+        step!(I, b, c, d, a, 5, 51, 21, 11);
+        step!(I, a, b, c, d, 12, 52, 6, 26);
+        step!(I, d, a, b, c, 3, 53, 10, 22);
+        step!(I, c, d, a, b, 10, 54, 15, 17);
+        step!(I, b, c, d, a, 1, 55, 21, 11);
+        step!(I, a, b, c, d, 8, 56, 6, 26);
+        step!(I, d, a, b, c, 15, 57, 10, 22);
+        step!(I, c, d, a, b, 6, 58, 15, 17);
+        step!(I, b, c, d, a, 13, 59, 21, 11);
+        step!(I, a, b, c, d, 4, 60, 6, 26);
         // Steps 62–64 update d, c and b, which the first digest word does not read.
         add(splat($crate::bucket::md5::A0), a)
     }};

@@ -12,7 +12,7 @@ pub mod lanes;
 
 use ::md5::{Digest, Md5};
 
-use lanes::{Kernel, MAX_LANES};
+use lanes::{Columns, Kernel, MAX_LANES};
 
 /// The divisor of the variant formula: `h / 4294967295.0`, exactly as in Python.
 const MAX_HASH: f64 = 4_294_967_295.0;
@@ -47,36 +47,83 @@ pub fn hash_many(jobs: &[(&str, &[u8])], out: &mut [u32]) {
 
 /// [`hash_many`] with a chosen kernel (tests compare every kernel this CPU runs).
 pub fn hash_many_with(kernel: Kernel, jobs: &[(&str, &[u8])], out: &mut [u32]) {
-    let lanes = kernel.lanes();
-    let mut blocks = [[0u32; 16]; MAX_LANES];
-    let mut slots = [0usize; MAX_LANES];
-    let mut filled = 0;
-    let mut words = [0u32; MAX_LANES];
-    for (i, (id, suffix)) in jobs.iter().enumerate().take(out.len()) {
-        match md5::pad(id.as_bytes(), suffix) {
-            Some(block) => {
-                blocks[filled] = block;
-                slots[filled] = i;
-                filled += 1;
-            }
-            None => out[i] = long_hash(id.as_bytes(), suffix),
+    let mut batch = HashBatch::with_kernel(kernel);
+    let mut done = |tag: u32, h: u32| {
+        if let Some(o) = out.get_mut(tag as usize) {
+            *o = h;
         }
-        if filled == lanes {
-            kernel.first_words(&blocks[..filled], &mut words[..filled]);
-            for (slot, word) in slots[..filled].iter().zip(words) {
-                out[*slot] = word;
-            }
-            filled = 0;
+    };
+    for (i, (id, suffix)) in jobs.iter().enumerate().take(u32::MAX as usize) {
+        batch.push(id, suffix, i as u32, &mut done);
+    }
+    batch.finish(&mut done);
+}
+
+/// Hashes handed in one at a time and computed a vector at a time: [`HashBatch::push`]
+/// pads each message straight into its SIMD lane, and every full set of lanes is hashed
+/// at once. Each hash is exactly [`hash`]'s, delivered with the tag it was pushed with,
+/// by the push that filled its vector or by [`HashBatch::finish`]. Nothing is allocated.
+pub struct HashBatch {
+    kernel: Kernel,
+    /// How many messages one kernel call takes.
+    width: usize,
+    columns: Columns,
+    tags: [u32; MAX_LANES],
+    filled: usize,
+}
+
+impl Default for HashBatch {
+    fn default() -> Self {
+        HashBatch::with_kernel(Kernel::best())
+    }
+}
+
+impl HashBatch {
+    /// A batch on a chosen kernel (tests compare every kernel this CPU runs).
+    pub fn with_kernel(kernel: Kernel) -> Self {
+        HashBatch {
+            kernel,
+            width: kernel.lanes().min(MAX_LANES),
+            columns: Columns::default(),
+            tags: [0; MAX_LANES],
+            filled: 0,
         }
     }
-    if filled == 0 {
-        return;
+
+    /// Queues `h("{id}{suffix}")` under `tag`. A message longer than one block is
+    /// hashed at once; `done(tag, h)` is called for every hash completed.
+    #[inline]
+    pub fn push(&mut self, id: &str, suffix: &[u8], tag: u32, done: &mut impl FnMut(u32, u32)) {
+        let Some(block) = md5::pad(id.as_bytes(), suffix) else {
+            done(tag, long_hash(id.as_bytes(), suffix));
+            return;
+        };
+        self.columns.set(self.filled, &block);
+        self.tags[self.filled % MAX_LANES] = tag;
+        self.filled += 1;
+        if self.filled >= self.width {
+            self.run(self.kernel, done);
+        }
     }
-    // The remainder: one message is cheaper on its own than in a vector.
-    let kernel = if filled == 1 { Kernel::Scalar } else { kernel };
-    kernel.first_words(&blocks[..filled], &mut words[..filled]);
-    for (slot, word) in slots[..filled].iter().zip(words) {
-        out[*slot] = word;
+
+    /// Hashes what is still queued.
+    pub fn finish(&mut self, done: &mut impl FnMut(u32, u32)) {
+        match self.filled {
+            0 => {}
+            // One message is cheaper on its own than in a vector.
+            1 => self.run(Kernel::Scalar, done),
+            _ => self.run(self.kernel, done),
+        }
+    }
+
+    fn run(&mut self, kernel: Kernel, done: &mut impl FnMut(u32, u32)) {
+        let n = self.filled.min(MAX_LANES);
+        let mut words = [0u32; MAX_LANES];
+        kernel.first_words_of(&self.columns, &mut words[..n]);
+        for (tag, word) in self.tags[..n].iter().zip(&words) {
+            done(*tag, *word);
+        }
+        self.filled = 0;
     }
 }
 
@@ -147,6 +194,14 @@ pub fn serve_suffix(flag_key: &str, rule_id: &str) -> Box<[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_step_constants_are_rfc_1321s() {
+        for (i, k) in md5::K.iter().enumerate() {
+            let expected = ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32;
+            assert_eq!(*k, expected, "K[{i}]");
+        }
+    }
 
     #[test]
     fn golden_vector_from_the_spec() {

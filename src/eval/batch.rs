@@ -3,13 +3,14 @@
 //! one. A batch is where most of a request's time goes into MD5, and the hashes of
 //! different flags are independent.
 
-use super::{BucketId, Evaluation, Evaluator, FlagSource, NoTrace};
+use super::{Evaluation, Evaluator, FlagSource, NoTrace};
 use crate::bucket;
 use crate::flag::CompiledFlag;
 
 /// Flags whose hashes are computed together: at most two hashes each (rollout and
-/// variant), so 32 messages, four full AVX2 vectors or eight NEON ones.
-const CHUNK: usize = 16;
+/// variant), so up to 128 messages. A 100-flag request is two chunks; what a chunk costs
+/// beyond its flags is a few arrays on the stack.
+const CHUNK: usize = 64;
 
 /// A root flag's hashes computed ahead of its evaluation; `None` where none was.
 #[derive(Debug, Default, Clone, Copy)]
@@ -24,7 +25,7 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S, NoTrace> {
     /// Evaluates the flag each of `items` names (`flag_of`; `None`: nothing to
     /// evaluate), in order, and hands each item with its evaluation to `each`. The
     /// answers are exactly [`Evaluator::evaluate`]'s: only when the hashes are computed
-    /// changes. Every 16 flags, the rollout and variant hashes each enabled flag could
+    /// changes. Every 64 flags, the rollout and variant hashes each enabled flag could
     /// need are computed together first; a flag whose targeting then fails had its hash
     /// computed for nothing, which costs less than a sequential hash per flag that
     /// needs one.
@@ -62,38 +63,39 @@ impl<'a, 'c, S: FlagSource + ?Sized> Evaluator<'a, 'c, S, NoTrace> {
         }
     }
 
-    /// The hashes `flags` may need, computed together.
+    /// The hashes `flags` may need, computed together: pushed into one
+    /// [`bucket::HashBatch`] as each flag is looked at, and written where the flag's
+    /// evaluation will take them as each vector completes.
     fn prehash(&self, flags: &[Option<&'a CompiledFlag>]) -> [Prehashed; CHUNK] {
         let mut pre = [Prehashed::default(); CHUNK];
-        let ids: [Option<BucketId<'c>>; CHUNK] = std::array::from_fn(|i| {
-            let body = flags.get(i).copied().flatten()?.body().ok().filter(|b| b.enabled)?;
-            self.bucket_id(body).ok()
-        });
-        // (flag index, is the variant hash) of each job.
-        let mut jobs: [(&str, &[u8]); 2 * CHUNK] = [("", &[]); 2 * CHUNK];
-        let mut owners = [(0usize, false); 2 * CHUNK];
-        let mut n = 0;
-        for (i, (flag, id)) in flags.iter().zip(&ids).enumerate() {
-            let (Some(flag), Some(id)) = (flag, id) else { continue };
-            let Ok(body) = flag.body() else { continue };
-            if body.rollout > 0.0 && body.rollout < 100.0 {
-                (jobs[n], owners[n]) = ((id.as_str(), &body.rollout_suffix[..]), (i, false));
-                n += 1;
+        // A hash's tag: its flag's index, doubled, plus one for the variant hash.
+        let mut done = |tag: u32, h: u32| {
+            if let Some(p) = pre.get_mut((tag >> 1) as usize) {
+                if tag & 1 == 1 {
+                    p.variant = Some(h);
+                } else {
+                    p.rollout = Some(h);
+                }
             }
-            if body.split_len >= 2 && body.split_error.is_none() {
-                (jobs[n], owners[n]) = ((id.as_str(), &body.variant_suffix[..]), (i, true));
-                n += 1;
+        };
+        let mut batch = bucket::HashBatch::default();
+        for (i, flag) in flags.iter().enumerate().take(CHUNK) {
+            let Some(body) = flag.and_then(|f| f.body().ok()).filter(|b| b.enabled) else { continue };
+            let rollout = body.rollout > 0.0 && body.rollout < 100.0;
+            let variant = body.split_len >= 2 && body.split_error.is_none();
+            if !(rollout || variant) {
+                continue;
             }
-        }
-        let mut hashes = [0u32; 2 * CHUNK];
-        bucket::hash_many(&jobs[..n], &mut hashes[..n]);
-        for ((i, variant), h) in owners.into_iter().zip(hashes).take(n) {
+            let Ok(id) = self.bucket_id(body) else { continue };
+            let tag = (i as u32) << 1;
+            if rollout {
+                batch.push(id.as_str(), &body.rollout_suffix, tag, &mut done);
+            }
             if variant {
-                pre[i].variant = Some(h);
-            } else {
-                pre[i].rollout = Some(h);
+                batch.push(id.as_str(), &body.variant_suffix, tag | 1, &mut done);
             }
         }
+        batch.finish(&mut done);
         pre
     }
 }

@@ -222,8 +222,11 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
     }
 
     fn user_id(&self) -> Result<&'c str, EvalError<'a>> {
+        // Blank is `id.trim().is_empty()`: every character whitespace. Asked this way the
+        // answer comes at the first character of an ordinary id, inline (`trim` is a call
+        // that looks at both ends).
         match self.input.user_id {
-            Some(id) if !id.trim().is_empty() => Ok(id),
+            Some(id) if !id.chars().all(char::is_whitespace) => Ok(id),
             _ => Err(no_user_id()),
         }
     }
@@ -232,8 +235,9 @@ impl<'a, 'c, S: FlagSource + ?Sized, T: Trace> Evaluator<'a, 'c, S, T> {
     /// the user id; `pre` when [`Evaluator::evaluate_each`] computed it ahead (only
     /// untraced evaluators do, so a trace sees every hash). (Hashing here rather than
     /// returning the id keeps the common path — no `bucket_by` — free of copying an id
-    /// buffer through a `Result`.)
-    #[inline]
+    /// buffer through a `Result`.) Always inlined: the hash then stays in a register
+    /// instead of coming back through a `Result` in memory.
+    #[inline(always)]
     fn hash(&self, body: &FlagBody, suffix: &[u8], pre: Option<u32>) -> Result<u32, EvalError<'a>> {
         if let Some(h) = pre {
             return Ok(h);

@@ -1,6 +1,6 @@
 //! `Evaluator::evaluate_each` hashes a batch's buckets ahead, several at a time: its
 //! answers must be exactly `evaluate`'s, one flag at a time, whatever the flags, the
-//! batch size (across the 16-flag chunks) and the user.
+//! batch size (across the 64-flag chunks) and the user.
 
 use proptest::prelude::*;
 
