@@ -36,6 +36,12 @@ fn the_shipping_profile_is_stripped_and_benches_keep_line_tables() {
     // `cargo lambda build --release` (what `sam build` runs) can only pick `release`.
     assert_eq!(setting(&toml, "profile.release", "strip").as_deref(), Some("\"symbols\""));
     assert_eq!(setting(&toml, "profile.release", "debug").as_deref(), Some("false"));
+    // An override of the root package makes cargo pass `-C strip=debuginfo` for the
+    // binary, symbol table kept: flagfn's opt-level is the profile's own, the
+    // dependencies' the `"*"` override's.
+    assert!(!toml.lines().any(|l| l.trim() == "[profile.release.package.flagfn]"), "no override of flagfn itself");
+    assert_eq!(setting(&toml, "profile.release", "opt-level").as_deref(), Some("3"));
+    assert_eq!(setting(&toml, "profile.release.package.\"*\"", "opt-level").as_deref(), Some("\"z\""));
     // A panic in a handler fails that invocation only (lambda_runtime catches it); abort
     // would end the environment, its warm cache and its unsent events.
     assert_eq!(setting(&toml, "profile.release", "panic"), None, "panics unwind");
