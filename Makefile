@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CARGO  ?= cargo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-arm64 test-rust test-template test-events test-rie rie-release package test-interop test-webclient test-streams test-cost cost bench loadtest lint build venv clean
+.PHONY: run test test-arm64 test-rust test-template test-events test-rie rie-release cold-start package test-interop test-webclient test-streams test-cost cost bench loadtest lint build venv clean
 
 # Project-local Python tools (moto, cargo-lambda, cfn-lint, SAM CLI, the OpenFeature SDK),
 # pinned in scripts/requirements.txt. Git-ignored; rebuilt when the requirements change.
@@ -69,6 +69,12 @@ rie-release: venv
 	$(CARGO) build --release --bin flagfn
 	mkdir -p target/rie && cp target/release/flagfn target/rie/bootstrap
 	$(PY) scripts/rie_events.py --binary target/rie/bootstrap --rounds 10
+
+## make cold-start — cold starts of the release bootstrap (this machine's architecture)
+## under aws-lambda-rie, flags in moto DynamoDB: INIT and the first, cold-cache invocation.
+cold-start: venv
+	$(CARGO) build --release --bin flagfn
+	$(PY) scripts/cold_start.py --binary target/release/flagfn --starts 7
 
 ## make package — what `sam build` ships: the arm64 `bootstrap` (release profile,
 ## stripped), zipped as `sam deploy` zips it. Prints both sizes; fails over 12 MiB
