@@ -79,7 +79,7 @@ cold-start: venv
 ## make package — what `sam build` ships: the arm64 `bootstrap` (release profile,
 ## stripped), zipped as `sam deploy` zips it. Prints both sizes; fails over 12 MiB
 ## unzipped or 4 MiB zipped (docs/performance.md, "The package"). Not part of `make test`:
-## a clean arm64 release build takes 8–13 minutes here; `cargo test` checks the profile
+## a clean arm64 release build takes 7–13 minutes here; `cargo test` checks the profile
 ## and the TLS stack that keep the package small.
 package: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build
