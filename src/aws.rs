@@ -2,8 +2,8 @@
 //! profile, container and instance credentials) with an HTTPS client built here, not the
 //! SDK's default one.
 //!
-//! Why: the SDK's default client is rustls over `aws-lc-rs`, whose C library is the
-//! longest part of a clean release build and megabytes of the Lambda package, and the SDK
+//! Why: the SDK's default client is rustls over `aws-lc-rs`, whose C library took two
+//! minutes of a clean release build and megabytes of the Lambda package, and the SDK
 //! crates' default `rustls` feature adds a second, legacy stack (hyper 0.14, rustls 0.21,
 //! `ring`). With the SDK's default features off, this client — rustls over `ring`, with
 //! the default client's connector settings, timeouts and proxy handling — is the only TLS
