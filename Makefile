@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CARGO  ?= cargo
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-arm64 test-rust test-template test-events test-rie rie-release test-interop test-webclient test-streams test-cost cost bench loadtest lint build venv clean
+.PHONY: run test test-arm64 test-rust test-template test-events test-rie rie-release cold-start package test-interop test-webclient test-streams test-cost cost bench loadtest lint build venv clean
 
 # Project-local Python tools (moto, cargo-lambda, cfn-lint, SAM CLI, the OpenFeature SDK),
 # pinned in scripts/requirements.txt. Git-ignored; rebuilt when the requirements change.
@@ -63,12 +63,27 @@ test-events: venv test-rust
 test-rie: venv test-rust
 	$(PY) scripts/rie_events.py --binary target/debug/flagfn
 
-## The release bootstrap, stripped, under aws-lambda-rie (the figure Lambda bills;
-## docs/performance.md). Not part of `make test`: a release build takes 5–20 minutes here.
+## The release bootstrap (the release profile strips it) under aws-lambda-rie, for this
+## machine's architecture (the figure Lambda bills; docs/performance.md).
 rie-release: venv
 	$(CARGO) build --release --bin flagfn
-	mkdir -p target/rie && cp target/release/flagfn target/rie/bootstrap && strip target/rie/bootstrap
+	mkdir -p target/rie && cp target/release/flagfn target/rie/bootstrap
 	$(PY) scripts/rie_events.py --binary target/rie/bootstrap --rounds 10
+
+## make cold-start — cold starts of the release bootstrap (this machine's architecture)
+## under aws-lambda-rie, flags in moto DynamoDB: INIT and the first, cold-cache invocation.
+cold-start: venv
+	$(CARGO) build --release --bin flagfn
+	$(PY) scripts/cold_start.py --binary target/release/flagfn --starts 7
+
+## make package — what `sam build` ships: the arm64 `bootstrap` (release profile,
+## stripped), zipped as `sam deploy` zips it. Prints both sizes; fails over 12 MiB
+## unzipped or 4 MiB zipped (docs/performance.md, "The package"). Not part of `make test`:
+## a clean arm64 release build takes 7–13 minutes here; `cargo test` checks the profile
+## and the TLS stack that keep the package small.
+package: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build
+	$(PY) scripts/package.py .aws-sam/build/FlagFunction/bootstrap --arch aarch64 --zip target/lambda/flagfn.zip
 
 test-interop: venv test-rust
 	$(PY) tests/interop/test_ofrep.py --binary target/debug/flagfn

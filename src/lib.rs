@@ -6,19 +6,21 @@
 //! on an import that points outwards).
 //!
 //! ```text
-//! leaves        bucket   backoff   clock   flagd   config ──► flagd
+//! leaves        bucket   backoff   clock   aws   flagd   config ──► flagd
 //! pure core     flag ──► eval ──► outcome   flag ──► flagd   (flag, flagd, eval: no tokio, no AWS, no I/O)
 //! ports         store (FlagStore)      sink (EventSink)
 //! above ports   cache ──► store        resolve ──► cache     events ──► sink, outcome
 //!               freshness ──► cache, store      metrics ──► events
 //!               changes ──► freshness, cache
 //! the app       app ──► resolve, cache, freshness, changes, events, metrics, eval, outcome
-//! edges         api ──► app     lambda, lambda_stream, server ──► api, app     ctl ──► flag, eval, store, freshness
+//! edges         api ──► app     lambda, lambda_stream, server ──► api, app     ctl ──► flag, eval, store, freshness, aws
 //! ```
 //!
 //! - [`bucket`] — the MD5 bucketing formulas (docs/flag-format.md), several at once in SIMD lanes. A leaf: imports nothing.
 //! - [`backoff`] — the one full-jitter backoff formula for every retry loop. A leaf.
 //! - [`clock`] — time, read once per request and injectable for tests. A leaf.
+//! - [`aws`] — the AWS SDK's settings loader with the build's one HTTPS client (rustls
+//!   over ring), for everything that talks to AWS. A leaf.
 //! - [`flagd`] — OpenFeature flag definitions in flagd's format: the document, a
 //!   compiled JSON Logic interpreter with flagd's operators, flagd's answer rules, the
 //!   stored-item layout and `explain`'s narration. Pure like `flag`; a leaf: imports
@@ -72,11 +74,12 @@
 //! - [`server`] — the same routes as a local HTTP server (`make run`), plus the OFREP change
 //!   stream (`server/sse.rs`). Imports `api`, `app`, `changes`.
 //! - [`ctl`] — `flagctl`, the safe write path: validate, diff, apply, audit, explain.
-//!   Imports `flag`, `eval`, `store`, `bucket`, `freshness` (to bump the manifest).
+//!   Imports `flag`, `eval`, `store`, `bucket`, `freshness` (to bump the manifest), `aws`.
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod app;
+pub mod aws;
 pub mod backoff;
 pub mod bucket;
 pub mod cache;

@@ -114,7 +114,7 @@ async fn aws() -> aws_config::SdkConfig {
         .operation_attempt_timeout(Duration::from_secs(2))
         .operation_timeout(Duration::from_secs(5))
         .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await
+    flagfn::aws::loader().timeout_config(timeouts).load().await
 }
 
 /// The change manifest of the flags table, when `MANIFEST_TABLE` is set and

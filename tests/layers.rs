@@ -9,6 +9,7 @@ const ORDER: &[&str] = &[
     "bucket",
     "backoff",
     "clock",
+    "aws",
     "flagd",
     "config",
     "flag",

@@ -76,7 +76,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .operation_attempt_timeout(ATTEMPT_TIMEOUT)
         .operation_timeout(OPERATION_TIMEOUT)
         .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await
+    crate::aws::loader().timeout_config(timeouts).load().await
 }
 
 /// The flags (or audit) table `name`.

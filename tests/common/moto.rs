@@ -92,8 +92,8 @@ impl Moto {
 
 /// SDK configuration for any endpoint (e.g. a fault-injecting proxy in front of moto).
 pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
-    use aws_config::{BehaviorVersion, Region};
-    aws_config::defaults(BehaviorVersion::latest())
+    use aws_config::Region;
+    flagfn::aws::loader()
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "flagfn-tests"))
@@ -104,10 +104,10 @@ pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
 /// SDK configuration for `endpoint` that fails fast: few, quick retries and short
 /// timeouts, so an outage fails a test in seconds, not minutes.
 pub async fn fast_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    use aws_config::{BehaviorVersion, Region};
+    use aws_config::Region;
     use aws_smithy_types::retry::RetryConfig;
     use aws_smithy_types::timeout::TimeoutConfig;
-    aws_config::defaults(BehaviorVersion::latest())
+    flagfn::aws::loader()
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "flagfn-tests"))
