@@ -43,7 +43,9 @@ fn the_shipping_profile_is_stripped_and_benches_keep_line_tables() {
     assert_eq!(setting(&toml, "profile.release", "opt-level").as_deref(), Some("3"));
     assert_eq!(setting(&toml, "profile.release.package.\"*\"", "opt-level").as_deref(), Some("\"z\""));
     // The crates an evaluation runs through stay at full speed (the benches' figures).
-    for hot in ["md-5", "serde_json", "murmur3", "regex-automata", "hashbrown", "lru", "tokio", "hyper", "lambda_runtime"] {
+    for hot in
+        ["md-5", "serde_json", "murmur3", "regex-automata", "hashbrown", "lru", "tokio", "hyper", "lambda_runtime"]
+    {
         let section = format!("profile.release.package.{hot}");
         assert_eq!(setting(&toml, &section, "opt-level").as_deref(), Some("3"), "{hot} is on the request path");
     }
