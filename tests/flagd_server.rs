@@ -47,9 +47,12 @@ impl Server {
     }
 }
 
-/// The test document written where the server can read it.
+/// The test document written where the server can read it: a file of its own for each
+/// caller, as the tests run in parallel and each server watches its file.
 fn document_file() -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("flagfn-flagd-conformance-{}.json", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("flagfn-flagd-conformance-{}-{n}.json", std::process::id()));
     std::fs::write(&path, flagd::document::document().to_string()).expect("write the flagd document");
     path
 }
