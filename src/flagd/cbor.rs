@@ -48,6 +48,15 @@ fn head(major: u8, arg: u64, out: &mut Vec<u8>) {
     }
 }
 
+/// The encoding of the two-element array `[a, b]` of text strings, exactly as
+/// [`encode`] writes it for that value, without building the value first (`fractional`'s
+/// default bucketing value, `[flagKey, targetingKey]`, on every split evaluation).
+pub fn text_pair(a: &str, b: &str, out: &mut Vec<u8>) {
+    head(4, 2, out);
+    text(a, out);
+    text(b, out);
+}
+
 fn text(s: &str, out: &mut Vec<u8>) {
     head(3, s.len() as u64, out);
     out.extend_from_slice(s.as_bytes());
@@ -147,6 +156,15 @@ mod tests {
         let mut out = Vec::new();
         encode(&v, &mut out);
         out
+    }
+
+    #[test]
+    fn a_text_pair_encodes_as_the_array_value_does() {
+        for (a, b) in [("", ""), ("flag", "user-1"), ("k", &"x".repeat(300)), ("ünï", "🙂")] {
+            let mut direct = Vec::new();
+            text_pair(a, b, &mut direct);
+            assert_eq!(direct, bytes(json!([a, b])), "{a:?}, {b:?}");
+        }
     }
 
     #[test]

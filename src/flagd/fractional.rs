@@ -77,9 +77,9 @@ fn default_bytes(env: &Env<'_>) -> Option<Vec<u8>> {
     Some(match env.bucketing {
         Bucketing::V2 => [env.flag_key.as_bytes(), key.as_bytes()].concat(),
         Bucketing::V3 => {
-            let mut bytes = Vec::new();
-            let pair = Value::Array(vec![Value::from(env.flag_key), Value::from(key)]);
-            cbor::encode(&pair, &mut bytes);
+            // Two heads of at most 9 bytes and the array's one.
+            let mut bytes = Vec::with_capacity(env.flag_key.len() + key.len() + 19);
+            cbor::text_pair(env.flag_key, key, &mut bytes);
             bytes
         }
     })
