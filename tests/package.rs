@@ -159,3 +159,34 @@ fn the_package_check_rejects_an_unstripped_binary_and_passes_a_stripped_one() {
     let (ok, text) = package(&me);
     assert!(!ok && text.contains("not stripped"), "{text}");
 }
+
+/// The SDK crates carry no HTTP client of their own (no default features), so a config
+/// built any other way than through `flagfn::aws::loader` fails every call at run time
+/// ("No HTTP client was available"). Nothing but `src/aws.rs` may build one.
+#[test]
+fn every_sdk_config_is_built_through_the_one_loader() {
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("readable").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "benches"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let forbidden =
+        ["aws_config::defaults(", "aws_config::load_from_env", "aws_config::load_defaults", "aws_config::from_env("];
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| !f.ends_with("src/aws.rs") && !f.ends_with("tests/package.rs"))
+        .filter(|f| std::fs::read_to_string(f).is_ok_and(|text| forbidden.iter().any(|p| text.contains(p))))
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "build SDK configs with flagfn::aws::loader(): {offenders:?}");
+}

@@ -46,8 +46,8 @@ fn runtime() -> tokio::runtime::Runtime {
 /// A client of `endpoint` signing for `region` (moto keeps each region's tables apart,
 /// as AWS does; here each region also has its own server, so one can be stopped).
 async fn client(endpoint: &str, region: &str) -> Client {
-    use aws_config::{BehaviorVersion, Region};
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    use aws_config::Region;
+    let config = flagfn::aws::loader()
         .endpoint_url(endpoint)
         .region(Region::new(region.to_owned()))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "region-tests"))
