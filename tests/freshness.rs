@@ -12,10 +12,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::KeyType;
 use aws_sdk_dynamodb::Client;
 use common::app::table_config;
-use common::dynamo::{client, create_table, put_flags, Operations, RELAXED_STORE_TIMEOUT};
+use common::dynamo::{client, create_keyed_table, create_table, put_flags, Operations, RELAXED_STORE_TIMEOUT};
 use common::moto::{shared_moto, unique_name};
 use common::runtime_api::{Answer, Entry, RuntimeApi, Timeline};
 use flagfn::app::App;
@@ -42,8 +42,8 @@ impl Tables {
         let client = client(endpoint, &Operations::default()).await;
         let (flags, audit, manifest) = (unique_name("fr-flags"), unique_name("fr-audit"), unique_name("fr-manifest"));
         create_table(&client, &flags).await;
-        create(&client, &audit, &[("key", KeyType::Hash), ("at", KeyType::Range)]).await;
-        create(&client, &manifest, &[("id", KeyType::Hash)]).await;
+        create_keyed_table(&client, &audit, &[("key", KeyType::Hash), ("at", KeyType::Range)]).await;
+        create_keyed_table(&client, &manifest, &[("id", KeyType::Hash)]).await;
         Tables { endpoint: endpoint.to_owned(), flags, audit, manifest, client }
     }
 
@@ -94,16 +94,6 @@ impl Tables {
         let item = output.await.expect("GetItem").item.expect("a manifest item");
         serde_dynamo::from_item(item).expect("manifest as JSON")
     }
-}
-
-async fn create(client: &Client, table: &str, keys: &[(&str, KeyType)]) {
-    let mut create = client.create_table().table_name(table).billing_mode(BillingMode::PayPerRequest);
-    for (name, kind) in keys {
-        let attribute = AttributeDefinition::builder().attribute_name(*name).attribute_type(ScalarAttributeType::S);
-        let key = KeySchemaElement::builder().attribute_name(*name).key_type(kind.clone());
-        create = create.attribute_definitions(attribute.build().unwrap()).key_schema(key.build().unwrap());
-    }
-    create.send().await.expect("CreateTable");
 }
 
 /// The local server in-process on a free port, over `app`; stops when dropped.
@@ -414,7 +404,7 @@ async fn a_failed_manifest_read_changes_nothing_and_is_retried_next_window() {
     assert_eq!((app.freshness.stats().checks, app.freshness.stats().read_failures), (1, 1), "no such table: a failure");
     assert!(app.evaluate_one(&subject(), "f").await.enabled, "nothing invalidated, nothing lost: still cached");
     // The manifest appears and records the change; the next window reads it.
-    create(&tables.client, &missing, &[("id", KeyType::Hash)]).await;
+    create_keyed_table(&tables.client, &missing, &[("id", KeyType::Hash)]).await;
     let at = flagfn::freshness::millis(clock.wall());
     tables.manifest_store(&missing).record(&[Written { key: "f".into(), at }]).await.expect("record");
     clock.advance(Duration::from_secs(1));

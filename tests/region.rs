@@ -25,10 +25,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
 use aws_sdk_dynamodb::Client;
+use common::dynamo::create_keyed_table;
 use common::moto::{unique_name, Moto};
 use serde_json::{json, Value};
 
@@ -60,16 +59,6 @@ async fn client(endpoint: &str, region: &str) -> Client {
         .load()
         .await;
     Client::new(&config)
-}
-
-async fn create(client: &Client, table: &str, keys: &[(&str, KeyType)]) {
-    let mut create = client.create_table().table_name(table).billing_mode(BillingMode::PayPerRequest);
-    for (name, kind) in keys {
-        let attribute = AttributeDefinition::builder().attribute_name(*name).attribute_type(ScalarAttributeType::S);
-        let key = KeySchemaElement::builder().attribute_name(*name).key_type(kind.clone());
-        create = create.attribute_definitions(attribute.build().unwrap()).key_schema(key.build().unwrap());
-    }
-    create.send().await.expect("CreateTable");
 }
 
 async fn scan(client: &Client, table: &str) -> Result<Vec<Item>, String> {
@@ -105,9 +94,9 @@ impl Deployment {
             let moto = Moto::start();
             let client = rt.block_on(client(&moto.endpoint(), name));
             rt.block_on(async {
-                create(&client, &flags, &[("key", KeyType::Hash)]).await;
-                create(&client, &audit, &[("key", KeyType::Hash), ("at", KeyType::Range)]).await;
-                create(&client, &manifest, &[("id", KeyType::Hash)]).await;
+                create_keyed_table(&client, &flags, &[("key", KeyType::Hash)]).await;
+                create_keyed_table(&client, &audit, &[("key", KeyType::Hash), ("at", KeyType::Range)]).await;
+                create_keyed_table(&client, &manifest, &[("id", KeyType::Hash)]).await;
             });
             Region { moto, name, client }
         };

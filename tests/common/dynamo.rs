@@ -163,3 +163,16 @@ pub fn dynamo_app(client: Client, table: &str, extra: &[(&str, &str)], clock: Cl
     let app = App::new(Arc::new(store), Some(sink.clone()), &config, clock);
     (Arc::new(app), sink)
 }
+
+/// Creates `table` (on demand) with these string key attributes: `[("key", Hash)]`, or a
+/// hash and a range key.
+pub async fn create_keyed_table(client: &Client, table: &str, keys: &[(&str, KeyType)]) {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, ScalarAttributeType};
+    let mut create = client.create_table().table_name(table).billing_mode(BillingMode::PayPerRequest);
+    for (name, kind) in keys {
+        let attribute = AttributeDefinition::builder().attribute_name(*name).attribute_type(ScalarAttributeType::S);
+        let key = KeySchemaElement::builder().attribute_name(*name).key_type(kind.clone());
+        create = create.attribute_definitions(attribute.build().unwrap()).key_schema(key.build().unwrap());
+    }
+    create.send().await.expect("CreateTable");
+}
