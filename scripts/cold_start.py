@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -109,25 +107,9 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=7, help="cold starts to measure (default: %(default)s)")
     parser.add_argument("--event", default="url-evaluate-get.json", help="the event of each first invocation")
     args = parser.parse_args()
-    binary = Path(args.binary)
-    args.binary = binary if binary.is_absolute() else (ROOT / binary)
-    if not args.binary.is_file() or not os.access(args.binary, os.X_OK):
-        print(f"cold_start: no executable {binary}; run `cargo build --release --bin flagfn` first", file=sys.stderr)
+    if rie.missing_inputs(args, "cold_start", "`cargo build --release --bin flagfn`"):
         return 2
-    if not args.rie or not Path(args.rie).is_file():
-        print("cold_start: no aws-lambda-rie; run `make venv` to install the SAM CLI", file=sys.stderr)
-        return 2
-
-    signal.signal(signal.SIGTERM, ie.on_signal)
-    signal.signal(signal.SIGINT, ie.on_signal)
-    logs = Path(tempfile.mkdtemp(prefix="cold-start-"))
-    try:
-        problems = run(args, logs)
-    except ie.Failure as failure:
-        problems = [str(failure)]
-    finally:
-        ie.stop_children()
-    return ie.finish(problems, logs, "every cold start answered as expected")
+    return rie.run_and_finish(run, args, "cold-start-", "every cold start answered as expected")
 
 
 if __name__ == "__main__":

@@ -244,6 +244,35 @@ def report(log: dict) -> None:
               f"first {durations[0]:.2f} ms")
 
 
+def missing_inputs(args, tool: str, build_hint: str) -> bool:
+    """Resolves args.binary against the repository; says what is missing (and how to get
+    it) when the function or aws-lambda-rie is not there."""
+    binary = Path(args.binary)
+    args.binary = binary if binary.is_absolute() else (ROOT / binary)
+    if not args.binary.is_file() or not os.access(args.binary, os.X_OK):
+        print(f"{tool}: no executable {binary}; run {build_hint} first", file=sys.stderr)
+        return True
+    if not args.rie or not Path(args.rie).is_file():
+        print(f"{tool}: no aws-lambda-rie; run `make venv` to install the SAM CLI", file=sys.stderr)
+        return True
+    return False
+
+
+def run_and_finish(run, args, log_prefix: str, success: str) -> int:
+    """`run(args, logs)` with a fresh log directory, every child stopped however it ends
+    (signals included); the exit code and report of `invoke_events.finish`."""
+    signal.signal(signal.SIGTERM, ie.on_signal)
+    signal.signal(signal.SIGINT, ie.on_signal)
+    logs = Path(tempfile.mkdtemp(prefix=log_prefix))
+    try:
+        problems = run(args, logs)
+    except ie.Failure as failure:
+        problems = [str(failure)]
+    finally:
+        ie.stop_children()
+    return ie.finish(problems, logs, success)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--binary", default="target/debug/flagfn", help="the built function (default: %(default)s)")
@@ -252,27 +281,12 @@ def main() -> int:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra setting for the function, e.g. EVENTS_FLUSH_MAX_AGE_MS=0")
     args = parser.parse_args()
-    binary = Path(args.binary)
-    args.binary = binary if binary.is_absolute() else (ROOT / binary)
-    if not args.binary.is_file() or not os.access(args.binary, os.X_OK):
-        print(f"rie_events: no executable {binary}; run `cargo build` (or `cargo test`) first", file=sys.stderr)
+    if missing_inputs(args, "rie_events", "`cargo build` (or `cargo test`)"):
         return 2
-    if not args.rie or not Path(args.rie).is_file():
-        print("rie_events: no aws-lambda-rie; run `make venv` to install the SAM CLI", file=sys.stderr)
-        return 2
-
-    signal.signal(signal.SIGTERM, ie.on_signal)
-    signal.signal(signal.SIGINT, ie.on_signal)
-    logs = Path(tempfile.mkdtemp(prefix="rie-events-"))
-    try:
-        problems = run(args, logs)
-    except ie.Failure as failure:
-        problems = [str(failure)]
-    finally:
-        ie.stop_children()
-    return ie.finish(
-        problems,
-        logs,
+    return run_and_finish(
+        run,
+        args,
+        "rie-events-",
         "every sample event answered as expected under aws-lambda-rie; every recorded event reached Kinesis",
     )
 
